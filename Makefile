@@ -1,0 +1,42 @@
+# initbench: `make repro` and `make test` each work on a fresh clone.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Stages run `python` and `dvc` from the project's venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: repro test lint format data help
+
+help:
+	@echo "make repro   create .venv, install pinned deps, write the embedded dataset, dvc repro"
+	@echo "make test    create .venv if needed, install pinned deps, run the test suite"
+	@echo "make lint    ruff check + format check"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing pinned dependencies into $(VENV)/ (a few minutes the first time) ..."
+	$(PIP) install -e '.[dev]'
+	@# Its metadata pulls in TensorFlow, which we do not use: install the data only.
+	$(PIP) install --no-deps animal-mnist==0.4
+	@touch $@
+
+# Writes data/ from the embedded dataset, unless data/ already holds a dataset.
+data: $(STAMP)
+	$(BIN)/python -m initbench.embedded data
+
+repro: data
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

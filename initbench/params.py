@@ -1,0 +1,207 @@
+"""Typed, validated params.yaml.
+
+Each section of params.yaml becomes a frozen dataclass. A missing or unknown
+key, a wrong type or a value out of range raises :class:`ParamsError` with a
+one-line message that names the key, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from initbench.errors import ParamsError
+
+#: Init strategies that have a stage writing ``artifacts/init/<name>.pt``.
+INIT_STRATEGIES: tuple[str, ...] = ("random",)
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def _fail(key: str, message: str) -> typing.NoReturn:
+    raise ParamsError(f"params.yaml: {key} {message}")
+
+
+def _check_fraction(key: str, value: float, *, allow_one: bool = False) -> None:
+    upper_ok = value <= 1 if allow_one else value < 1
+    if not (value > 0 and upper_ok):
+        interval = "(0, 1]" if allow_one else "(0, 1)"
+        _fail(key, f"must be in {interval}, got {value}")
+
+
+def _check_min(key: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        _fail(key, f"must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """How ``ingest`` turns image files into arrays, and how it splits them."""
+
+    image_size: int
+    channels: int
+    val_fraction: float
+    test_fraction: float
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            _fail("data.channels", f"must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        _check_min("data.image_size", self.image_size, 1)
+        _check_fraction("data.val_fraction", self.val_fraction)
+        _check_fraction("data.test_fraction", self.test_fraction)
+        total = self.val_fraction + self.test_fraction
+        if total >= 1:
+            _fail(
+                "data.val_fraction",
+                f"+ data.test_fraction must be < 1 so that a train split remains, got {total:g}",
+            )
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The lab report's CNN: conv blocks (3x3 conv, BatchNorm, LeakyReLU, pool, dropout), dense head."""
+
+    channels: list[int]
+    dropout: list[float]
+    hidden: int
+    head_dropout: float
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            _fail("model.channels", "must list at least one conv block width")
+        for width in self.channels:
+            _check_min("model.channels", width, 1)
+        if len(self.dropout) != len(self.channels):
+            _fail(
+                "model.dropout",
+                f"must have one entry per conv block ({len(self.channels)}, as model.channels), "
+                f"got {len(self.dropout)}",
+            )
+        for rate in self.dropout:
+            if not 0 <= rate < 1:
+                _fail("model.dropout", f"rates must be in [0, 1), got {rate}")
+        if not 0 <= self.head_dropout < 1:
+            _fail("model.head_dropout", f"must be in [0, 1), got {self.head_dropout}")
+        _check_min("model.hidden", self.hidden, 1)
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    """Supervised training of the classifier from an init checkpoint."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    label_fraction: float
+    freeze_encoder: bool
+
+    def __post_init__(self) -> None:
+        _check_min("finetune.epochs", self.epochs, 1)
+        _check_min("finetune.batch_size", self.batch_size, 1)
+        if not self.lr > 0:
+            _fail("finetune.lr", f"must be > 0, got {self.lr}")
+        _check_fraction("finetune.label_fraction", self.label_fraction, allow_one=True)
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of params.yaml. Cross-section rules are checked here."""
+
+    init: str
+    seed: int
+    device: str
+    data: DataParams
+    model: ModelParams
+    finetune: FinetuneParams
+
+    def __post_init__(self) -> None:
+        if self.init not in INIT_STRATEGIES:
+            _fail("init", f"must be one of: {', '.join(INIT_STRATEGIES)} (got {self.init!r})")
+        if self.device not in DEVICES:
+            _fail("device", f"must be one of: {', '.join(DEVICES)} (got {self.device!r})")
+        _check_min("seed", self.seed, 0)
+        n_pools = len(self.model.channels)
+        smallest = 2**n_pools
+        if self.data.image_size < smallest:
+            _fail(
+                "data.image_size",
+                f"must be >= {smallest} for {n_pools} 2x2 max-pools (model.channels), "
+                f"got {self.data.image_size}",
+            )
+
+
+def _convert(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the type hint ``hint``; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            _fail(key, f"must be a list of {item_hint.__name__}, got {value!r}")
+        return [_convert(key, item, item_hint) for item in value]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            _fail(key, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, f"must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(key, f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            _fail(key, f"must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported type hint {hint!r} for {key}")  # a bug in this module
+
+
+def _build(cls: type, raw: Any, prefix: str = "") -> Any:
+    if not isinstance(raw, dict):
+        _fail(prefix or "(top level)", f"must be a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    dotted = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
+    unknown = sorted(set(raw) - set(names), key=str)
+    if unknown:
+        _fail(dotted(unknown[0]), f"is not a known key; valid keys here: {', '.join(names)}")
+    missing = [n for n in names if n not in raw]
+    if missing:
+        _fail(dotted(missing[0]), "is missing")
+    values = {n: _convert(dotted(n), raw[n], hints[n]) for n in names}
+    return cls(**values)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a parsed params.yaml mapping. Raises: ParamsError."""
+    return _build(Params, raw)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml. Raises: ParamsError (one line, naming the key)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run from the project root") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ParamsError(
+            f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
+    return parse_params(raw)
+
+
+def as_dict(params: Any) -> dict[str, Any]:
+    """A params dataclass as a plain dict (for checkpoint metadata)."""
+    return dataclasses.asdict(params)

@@ -1,0 +1,37 @@
+"""Stage ingest: class folders of images -> a few uint8 arrays, split train/val/test."""
+
+import argparse
+import sys
+
+from initbench.cli import run
+from initbench.data import save_dataset
+from initbench.files import write_json
+from initbench.ingest import ingest, summary
+from initbench.params import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, help="folder of class folders (read only)")
+    parser.add_argument("--out", required=True, help="dataset folder to write")
+    parser.add_argument("--metrics", required=True, help="counts and skipped files (JSON)")
+    args = parser.parse_args()
+    params = load_params()
+    p = params.data
+    dataset = ingest(
+        args.data, p.image_size, p.channels, p.val_fraction, p.test_fraction, params.seed
+    )
+    save_dataset(args.out, dataset)
+    report = summary(dataset)
+    write_json(args.metrics, report)
+    for item in dataset.skipped:
+        print(f"skipped {args.data}/{item['path']}: {item['reason']}", file=sys.stderr)
+    ignored = ", ".join(f"{n} {kind}" for kind, n in report["ignored"].items() if n)
+    print(
+        f"ingest: {report['images']} images, {report['classes']} classes, split {report['split']}; "
+        f"skipped {report['skipped']['count']} unreadable; ignored {ignored or 'none'}"
+    )
+
+
+if __name__ == "__main__":
+    run(main)
