@@ -40,28 +40,29 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
     """An unpickler that reconstructs numpy arrays and nothing else.
 
     Plain ``pickle.load`` runs whatever callable a file names; this one refuses
-    every global except the three that ``ndarray.__reduce__`` uses.
+    every global except those that ``ndarray.__reduce__`` uses.
 
     Raises:
         pickle.UnpicklingError: on any other global (``os.system``, ``builtins.eval``, ...).
     """
 
-    _ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-        }
-    )
+    _ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"),  # protocols 2-4
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),  # protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # protocol 2 stores raw bytes as latin-1 text
+    })  # fmt: skip
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(
                 f"refusing to unpickle {module}.{name}: only numpy arrays are allowed"
             )
-        if module == "numpy.core.multiarray":  # numpy 2 moved it; avoid the deprecation path
-            module = "numpy._core.multiarray"
+        if module.startswith("numpy.core."):  # numpy 2 moved these; skip the deprecation shim
+            module = "numpy._core." + module.removeprefix("numpy.core.")
         return super().find_class(module, name)
 
 

@@ -303,11 +303,21 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 def summary(dataset: Dataset) -> dict:
-    """The ``metrics/ingest.json`` content: counts per split and class, skipped and ignored files."""
-    per_class = {}
+    """The ``metrics/ingest.json`` content: counts per split and class, skipped and ignored files.
+
+    Returns:
+        ``{"images", "classes", "split": {split: n}, "per_class": [{"class", split: n}],
+        "skipped": {"count", "files": [{"path", "reason"}]}, "ignored": {kind: n},
+        "ignored_files": {kind: [path]}}``
+    """
+    # A list, not a dict keyed by class: `dvc metrics show` tabulates only the scalars,
+    # so the table stays readable with 10 or 100 classes.
+    per_class = []
     for label, name in enumerate(dataset.classes):
         in_class = dataset.split[dataset.labels == label]
-        per_class[name] = {s: int((in_class == i).sum()) for i, s in enumerate(SPLITS)}
+        per_class.append(
+            {"class": name} | {s: int((in_class == i).sum()) for i, s in enumerate(SPLITS)}
+        )
     return {
         "images": len(dataset.labels),
         "classes": len(dataset.classes),

@@ -191,6 +191,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found; run from the project root") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamsError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

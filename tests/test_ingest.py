@@ -1,0 +1,511 @@
+"""Tests of initbench.ingest on tiny image folders generated under tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from initbench import ingest
+from initbench.errors import DataError
+
+VAL, TEST = 0.1, 0.2  # the repo's params.yaml values; min_class_size is 3
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _save(path: Path, image: Image.Image, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **kwargs)
+    return path
+
+
+def _noise(seed: int, size: int = 12, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    if mode == "L":
+        return Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8))
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def _make_class(root: Path, name: str, n: int, start_seed: int = 0, ext: str = ".png") -> list[str]:
+    """``n`` distinct noise images in ``root/name``; returns their paths relative to root."""
+    rels = []
+    for i in range(n):
+        rel = f"{name}/img{i:03d}{ext}"
+        _save(root / rel, _noise(start_seed + i))
+        rels.append(rel)
+    return rels
+
+
+def _ingest(root: Path, **kwargs) -> ingest.Dataset:
+    args = {
+        "image_size": 8,
+        "channels": 1,
+        "val_fraction": VAL,
+        "test_fraction": TEST,
+        "seed": 0,
+        "workers": 1,
+    }
+    args.update(kwargs)
+    return ingest.ingest(root, **args)
+
+
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    _noise(7, size=32).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _per_class(summ: dict) -> dict[str, dict[str, int]]:
+    """``summary()["per_class"]`` (a list of ``{"class", train, val, test}``) keyed by class."""
+    rows = summ["per_class"]
+    assert isinstance(rows, list)
+    assert all(set(row) == {"class", *ingest.SPLITS} for row in rows)
+    return {row["class"]: {s: row[s] for s in ingest.SPLITS} for row in rows}
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
+    """Every path under root (files and folders, hidden included) with hash, size, mtime."""
+    snap = {}
+    for path in sorted(root.rglob("*")):
+        stat = path.stat()
+        rel = path.relative_to(root).as_posix()
+        if path.is_file():
+            snap[rel] = (
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
+        else:
+            snap[rel] = ("dir", 0, stat.st_mtime_ns)
+    return snap
+
+
+# --------------------------------------------------------------------------- extensions
+
+
+EXTENSIONS = (".jpg", ".JPEG", ".png", ".PNG", ".bmp", ".gif", ".webp", ".tif", ".TIFF")
+
+
+def test_every_accepted_extension_in_any_case_is_decoded(tmp_path):
+    for i, ext in enumerate(EXTENSIONS):
+        _save(tmp_path / "a" / f"f{i}{ext}", _noise(i))
+    _make_class(tmp_path, "b", 3)
+    ds = _ingest(tmp_path, channels=3)
+    assert ds.skipped == []
+    kept = sorted(Path(p).suffix for p in ds.paths if p.startswith("a/"))
+    assert kept == sorted(EXTENSIONS)
+    assert ds.images.shape == (len(EXTENSIONS) + 3, 3, 8, 8)
+    assert ds.images.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------- image modes
+
+# Each maker writes a uniform 16x16 image and returns the path; the expected decoded
+# value is (gray, (r, g, b)). JPEG cases get a small tolerance.
+
+
+def _uniform(mode: str, value) -> Image.Image:
+    return Image.new(mode, (16, 16), value)
+
+
+def _palette(path: Path) -> Path:
+    image = _uniform("RGB", (0, 255, 0)).quantize(colors=4)
+    assert image.mode == "P"
+    return _save(path.with_suffix(".png"), image)
+
+
+def _sixteen_bit(path: Path) -> Path:
+    image = Image.fromarray(np.full((16, 16), 32896, dtype=np.uint16))  # 128 * 257
+    path = _save(path.with_suffix(".png"), image)
+    with Image.open(path) as check:
+        assert check.mode in ("I;16", "I"), check.mode
+    return path
+
+
+MODE_CASES: dict[str, tuple[Callable[[Path], Path], int, tuple[int, int, int], int]] = {
+    "L": (lambda p: _save(p.with_suffix(".png"), _uniform("L", 100)), 100, (100, 100, 100), 0),
+    "RGB": (
+        lambda p: _save(p.with_suffix(".png"), _uniform("RGB", (255, 0, 0))),
+        76,
+        (255, 0, 0),
+        1,
+    ),
+    "RGBA": (
+        lambda p: _save(p.with_suffix(".png"), _uniform("RGBA", (0, 0, 255, 255))),
+        29,
+        (0, 0, 255),
+        1,
+    ),
+    "LA": (lambda p: _save(p.with_suffix(".png"), _uniform("LA", (50, 255))), 50, (50, 50, 50), 0),
+    "P": (_palette, 150, (0, 255, 0), 1),
+    "CMYK-jpeg": (
+        lambda p: _save(p.with_suffix(".jpg"), _uniform("CMYK", (0, 0, 0, 0)), quality=95),
+        255,
+        (255, 255, 255),
+        3,
+    ),
+    "1-bit": (lambda p: _save(p.with_suffix(".png"), _uniform("1", 1)), 255, (255, 255, 255), 0),
+    "I;16": (_sixteen_bit, 128, (128, 128, 128), 1),
+}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("case", list(MODE_CASES))
+def test_each_mode_decodes_to_the_right_shape_and_value(tmp_path, case, channels):
+    make, gray, rgb, tol = MODE_CASES[case]
+    path = make(tmp_path / "img")
+    array = ingest.decode_image(path, 8, channels)
+    assert array.shape == (channels, 8, 8)
+    assert array.dtype == np.uint8
+    expected = [gray] if channels == 1 else list(rgb)
+    for c, value in enumerate(expected):
+        assert np.abs(array[c].astype(int) - value).max() <= tol, (case, c, array[c])
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    array = ingest.decode_image(_sixteen_bit(tmp_path / "img"), 8, 1)
+    assert abs(int(array.mean()) - 128) <= 1  # clipping would give 255
+
+
+def test_sixteen_bit_full_range_maps_to_full_8bit_range(tmp_path):
+    values = np.zeros((16, 16), dtype=np.uint16)
+    values[:, 8:] = 65535
+    path = _save(tmp_path / "ramp.png", Image.fromarray(values))
+    array = ingest.decode_image(path, 16, 1)[0]
+    assert array[:, 0].tolist() == [0] * 16
+    assert array[:, -1].tolist() == [255] * 16
+
+
+def _half_transparent(mode: str) -> Image.Image:
+    """Left half fully transparent (black underneath), right half opaque black."""
+    if mode == "RGBA":
+        image = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+        image.paste((0, 0, 0, 255), (8, 0, 16, 16))
+    elif mode == "LA":
+        image = Image.new("LA", (16, 16), (0, 0))
+        image.paste((0, 255), (8, 0, 16, 16))
+    else:  # P with transparency: index 0 transparent black, index 1 opaque black
+        image = Image.new("P", (16, 16), 0)
+        image.putpalette([0, 0, 0, 0, 0, 0] + [0, 0, 0] * 254)
+        image.paste(1, (8, 0, 16, 16))
+    return image
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(
+    ("mode", "suffix", "save_kwargs"),
+    [
+        ("RGBA", ".png", {}),
+        ("LA", ".png", {}),
+        ("P", ".png", {"transparency": 0}),
+        ("P", ".gif", {"transparency": 0}),
+    ],
+)
+def test_transparent_pixels_become_white(tmp_path, mode, suffix, save_kwargs, channels):
+    path = _save(tmp_path / f"img{suffix}", _half_transparent(mode), **save_kwargs)
+    array = ingest.decode_image(path, 16, channels)
+    assert array.shape == (channels, 16, 16)
+    assert (array[:, :, :4] == 255).all()  # transparent area: white
+    assert (array[:, :, -4:] == 0).all()  # opaque black stays black
+
+
+# --------------------------------------------------------------------------- EXIF orientation
+
+
+def _half_black_jpeg(path: Path, orientation: int | None) -> Path:
+    image = Image.new("L", (40, 20), 0)
+    image.paste(255, (20, 0, 40, 20))  # left half black, right half white
+    kwargs = {"quality": 95}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kwargs["exif"] = exif
+    return _save(path, image, **kwargs)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    array = ingest.decode_image(_half_black_jpeg(tmp_path / "r.jpg", 6), 8, 1)[0].astype(float)
+    top, bottom = array[:2].mean(), array[-2:].mean()
+    assert top < 60 and bottom > 195, array  # left half (black) rotated to the top
+
+
+def test_without_exif_tag_top_and_bottom_match(tmp_path):
+    array = ingest.decode_image(_half_black_jpeg(tmp_path / "n.jpg", None), 8, 1)[0].astype(float)
+    assert abs(array[:2].mean() - array[-2:].mean()) < 10, array
+    assert array[:, 0].mean() < 60 and array[:, -1].mean() > 195  # still left dark, right light
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def test_bad_files_are_skipped_with_reason_and_valid_ones_kept(tmp_path):
+    good_a = _make_class(tmp_path, "a", 3)
+    good_b = _make_class(tmp_path, "b", 3, start_seed=100)
+    (tmp_path / "a" / "empty.png").write_bytes(b"")
+    jpeg = _jpeg_bytes()
+    (tmp_path / "a" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (tmp_path / "a" / "corrupt.png").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "b" / "signature_then_garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 200)
+    (tmp_path / "b" / "text.jpg").write_text("this is not a jpeg\n")
+
+    ds = _ingest(tmp_path)
+    reasons = {s["path"]: s["reason"] for s in ds.skipped}
+    assert set(reasons) == {
+        "a/empty.png",
+        "a/truncated.jpg",
+        "a/corrupt.png",
+        "b/signature_then_garbage.png",
+        "b/text.jpg",
+    }
+    assert all(reason.strip() for reason in reasons.values())
+    assert "empty" in reasons["a/empty.png"]
+    assert "truncated" in reasons["a/truncated.jpg"].lower()
+    assert "not an image" in reasons["b/text.jpg"]
+    assert "not an image" in reasons["a/corrupt.png"]
+    assert sorted(ds.paths) == sorted(good_a + good_b)
+    assert np.bincount(ds.labels).tolist() == [3, 3]
+    assert ingest.summary(ds)["skipped"]["count"] == 5
+
+
+# --------------------------------------------------------------------------- ignored files
+
+
+def test_hidden_non_image_and_outside_files_are_ignored_and_counted(tmp_path):
+    good = _make_class(tmp_path, "a", 3) + _make_class(tmp_path, "b", 3, start_seed=50)
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    _save(tmp_path / ".hidden_dir" / "x.png", _noise(1))
+    _save(tmp_path / "stray.png", _noise(2))
+    (tmp_path / "README.md").write_text("hello\n")
+    (tmp_path / "a" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "a" / "._foo.jpg").write_bytes(b"\0\5\26\7AppleDouble")
+    _save(tmp_path / "a" / ".cache" / "y.png", _noise(3))
+    (tmp_path / "b" / "notes.txt").write_text("notes\n")
+
+    ds = _ingest(tmp_path)
+    assert sorted(ds.paths) == sorted(good)
+    assert ds.skipped == []
+    assert ds.classes == ["a", "b"]
+    assert sorted(ds.ignored["hidden"]) == sorted(
+        [".DS_Store", ".hidden_dir", "a/.DS_Store", "a/._foo.jpg", "a/.cache"]
+    )
+    assert ds.ignored["non_image"] == ["b/notes.txt"]
+    assert sorted(ds.ignored["outside_class_folder"]) == ["README.md", "stray.png"]
+    assert ingest.summary(ds)["ignored"] == {"hidden": 5, "non_image": 1, "outside_class_folder": 2}
+
+
+def test_nested_subfolders_belong_to_their_class(tmp_path):
+    _make_class(tmp_path, "a", 2)
+    _save(tmp_path / "a" / "sub" / "deeper" / "n1.png", _noise(10))
+    _save(tmp_path / "a" / "sub" / "n2.png", _noise(11))
+    _make_class(tmp_path, "b", 3, start_seed=20)
+    ds = _ingest(tmp_path)
+    label = dict(zip(ds.paths, ds.labels.tolist(), strict=True))
+    assert label["a/sub/deeper/n1.png"] == ds.classes.index("a")
+    assert label["a/sub/n2.png"] == ds.classes.index("a")
+    assert ds.classes == ["a", "b"]  # the subfolder is not a class
+    assert np.bincount(ds.labels).tolist() == [4, 3]
+
+
+# --------------------------------------------------------------------------- fatal cases
+
+
+def test_missing_root_is_a_data_error(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(DataError, match="not found") as info:
+        _ingest(missing)
+    assert str(missing) in str(info.value)
+
+
+def test_empty_root_is_a_data_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(DataError, match="no images") as info:
+        _ingest(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_one_class_folder_is_a_data_error(tmp_path):
+    _make_class(tmp_path, "only", 5)
+    with pytest.raises(DataError, match="at least 2") as info:
+        _ingest(tmp_path)
+    assert str(tmp_path) in str(info.value)
+    assert "only" in str(info.value)
+
+
+def test_class_with_too_few_images_is_a_data_error(tmp_path):
+    _make_class(tmp_path, "a", 5)
+    _make_class(tmp_path, "small", 2, start_seed=50)
+    with pytest.raises(DataError) as info:
+        _ingest(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / "small") in message
+    assert "2 usable" in message and "at least 3" in message
+    assert "\n" not in message
+
+
+def test_class_of_only_corrupt_images_is_a_data_error(tmp_path):
+    _make_class(tmp_path, "a", 5)
+    (tmp_path / "broken").mkdir()
+    for i in range(4):
+        (tmp_path / "broken" / f"b{i}.jpg").write_text("not a jpeg")
+    with pytest.raises(DataError) as info:
+        _ingest(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / "broken") in message
+    assert "0 usable" in message and "4 more skipped" in message
+
+
+def test_minimum_class_size_is_accepted(tmp_path):
+    _make_class(tmp_path, "a", 3)
+    _make_class(tmp_path, "b", 3, start_seed=10)
+    ds = _ingest(tmp_path)
+    assert _per_class(ingest.summary(ds))["a"] == {"train": 1, "val": 1, "test": 1}
+
+
+# --------------------------------------------------------------------------- split
+
+
+COUNTS = {"a": 10, "b": 17, "c": 5}
+
+
+@pytest.fixture(scope="module")
+def split_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("split")
+    for k, (name, n) in enumerate(COUNTS.items()):
+        _make_class(root, name, n, start_seed=100 * k)
+    return root
+
+
+def test_split_is_stratified(split_root):
+    ds = _ingest(split_root)
+    summ = ingest.summary(ds)
+    for name, n in COUNTS.items():
+        label = ds.classes.index(name)
+        got = tuple(int(((ds.labels == label) & (ds.split == i)).sum()) for i in range(3))
+        assert got == ingest.split_sizes(n, VAL, TEST)
+        assert tuple(_per_class(summ)[name][s] for s in ingest.SPLITS) == got
+
+
+def test_split_depends_only_on_seed(split_root):
+    first = _ingest(split_root, seed=0)
+    again = _ingest(split_root, seed=0)
+    other = _ingest(split_root, seed=1)
+    assert first.paths == again.paths == other.paths
+    np.testing.assert_array_equal(first.split, again.split)
+    np.testing.assert_array_equal(first.images, again.images)
+    assert not np.array_equal(first.split, other.split)
+    # a different seed still gives the same per-class counts
+    for label in range(len(COUNTS)):
+        assert np.bincount(first.split[first.labels == label], minlength=3).tolist() == (
+            np.bincount(other.split[other.labels == label], minlength=3).tolist()
+        )
+
+
+def test_splits_are_disjoint_and_cover_all_kept_images(split_root):
+    ds = _ingest(split_root)
+    assert set(np.unique(ds.split).tolist()) == {0, 1, 2}
+    parts = [
+        {p for p, s in zip(ds.paths, ds.split.tolist(), strict=True) if s == i} for i in range(3)
+    ]
+    assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
+    on_disk = {p.relative_to(split_root).as_posix() for p in split_root.rglob("*.png")}
+    assert parts[0] | parts[1] | parts[2] == on_disk == set(ds.paths)
+    assert len(ds.paths) == len(set(ds.paths)) == sum(COUNTS.values())
+    sizes = [ds.subset(name)[0].shape[0] for name in ingest.SPLITS]
+    assert sizes == [len(p) for p in parts]
+    train_x, train_y = ds.subset("train")
+    assert train_x.shape[0] == train_y.shape[0]
+
+
+def test_split_sizes_and_min_class_size():
+    assert ingest.split_sizes(10, VAL, TEST) == (7, 1, 2)
+    assert ingest.split_sizes(3, VAL, TEST) == (1, 1, 1)
+    assert ingest.split_sizes(100, 0.15, 0.15) == (70, 15, 15)
+    assert ingest.min_class_size(VAL, TEST) == 3
+    assert ingest.min_class_size(0.5, 0.4) == 6
+    assert ingest.split_sizes(6, 0.5, 0.4) == (1, 3, 2)
+    assert ingest.split_sizes(5, 0.5, 0.4)[0] < 1
+
+
+# --------------------------------------------------------------------------- read-only input
+
+
+def test_ingest_does_not_modify_the_input_folder(tmp_path):
+    root = tmp_path / "data"
+    _make_class(root, "a", 4)
+    _make_class(root, "b", 4, start_seed=9, ext=".jpg")
+    (root / "a" / "broken.png").write_bytes(b"junk")
+    (root / ".DS_Store").write_bytes(b"x")
+    (root / "b" / "notes.txt").write_text("n")
+    before = _snapshot(root)
+    siblings_before = sorted(p.name for p in tmp_path.iterdir())
+    _ingest(root)
+    assert _snapshot(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == siblings_before
+
+
+# --------------------------------------------------------------------------- parallel decode
+
+
+def test_decode_with_one_or_two_workers_is_identical(tmp_path):
+    rels = _make_class(tmp_path, "a", 35) + _make_class(tmp_path, "b", 35, start_seed=500)
+    (tmp_path / "a" / "zz_bad.png").write_bytes(b"bad")
+    rels.append("a/zz_bad.png")
+    assert len(rels) >= 64  # the process-pool path
+    serial = ingest.decode_all(tmp_path, rels, 8, 3, workers=1)
+    parallel = ingest.decode_all(tmp_path, rels, 8, 3, workers=2)
+    assert len(serial) == len(parallel) == len(rels)
+    for (a, ra), (b, rb) in zip(serial, parallel, strict=True):
+        assert ra == rb
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_array_equal(a, b)
+    assert serial[-1][0] is None and serial[-1][1]
+    ds1 = _ingest(tmp_path, workers=1, channels=3)
+    ds2 = _ingest(tmp_path, workers=2, channels=3)
+    np.testing.assert_array_equal(ds1.images, ds2.images)
+    assert ds1.paths == ds2.paths and ds1.skipped == ds2.skipped
+
+
+# --------------------------------------------------------------------------- stats and summary
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_channel_stats_matches_float64_reference(channels):
+    rng = np.random.default_rng(channels)
+    images = rng.integers(0, 256, (7, channels, 9, 11), dtype=np.uint8)
+    images[0, 0] = 255  # make channels differ a little more
+    mean, std = ingest.channel_stats(images)
+    ref = images.astype(np.float64) / 255.0
+    ref_mean = ref.mean(axis=(0, 2, 3))
+    ref_std = ref.std(axis=(0, 2, 3))
+    assert len(mean) == len(std) == channels
+    np.testing.assert_allclose(mean, ref_mean, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(std, ref_std, atol=1e-6, rtol=0)
+    assert all(isinstance(v, float) for v in mean + std)
+
+
+def test_summary_is_consistent_with_dataset(split_root):
+    ds = _ingest(split_root)
+    summ = ingest.summary(ds)
+    assert summ["images"] == len(ds.labels) == ds.images.shape[0] == sum(COUNTS.values())
+    assert summ["classes"] == len(ds.classes) == len(COUNTS)
+    assert summ["split"] == {
+        name: int((ds.split == i).sum()) for i, name in enumerate(ingest.SPLITS)
+    }
+    assert sum(summ["split"].values()) == summ["images"]
+    assert [row["class"] for row in summ["per_class"]] == ds.classes
+    for name, n in COUNTS.items():
+        assert sum(_per_class(summ)[name].values()) == n
+    for split_name in ingest.SPLITS:
+        assert sum(c[split_name] for c in summ["per_class"]) == summ["split"][split_name]
+    assert summ["skipped"] == {"count": 0, "files": []}
+    assert summ["ignored"] == {"hidden": 0, "non_image": 0, "outside_class_folder": 0}

@@ -1,0 +1,136 @@
+"""End to end: the real dvc.yaml on a tiny dataset, in a temporary git repo."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("ant", "bee", "cow")
+PER_CLASS = 30
+
+
+def _project_files() -> list[str]:
+    """Tracked and untracked-but-not-ignored files: what a commit of this tree would hold."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    skip = ("data.dvc", "dvc.lock", "metrics/", "tests/")
+    return [f for f in out.splitlines() if not f.startswith(skip) and (REPO / f).is_file()]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t", DVC_NO_ANALYTICS="1")  # fmt: skip
+    return env
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _write_tiny_dataset(data: Path) -> None:
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(CLASSES):
+        (data / name).mkdir(parents=True)
+        for i in range(PER_CLASS):
+            pixels = rng.integers(0, 60, (20, 24), dtype=np.uint8) + 90 * label
+            Image.fromarray(pixels).save(data / name / f"{i:03d}.png")
+    (data / "cow" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (data / ".DS_Store").write_bytes(b"\0")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for rel in _project_files():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, root / rel)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["image_size"] = 16
+    params["finetune"]["epochs"] = 1
+    params["finetune"]["batch_size"] = 16
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _write_tiny_dataset(root / "data")
+    run(root, "git", "init", "-q")
+    run(root, "dvc", "add", "-q", "data")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "tiny project")
+    run(root, "dvc", "repro")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "dvc repro")  # as users commit dvc.lock and metrics/
+    return root
+
+
+def test_repro_writes_metrics_and_plots(project):
+    metrics = json.loads((project / "metrics" / "finetune.json").read_text())
+    assert metrics["init"] == "random" and metrics["seed"] == 0
+    for key in ("accuracy", "macro_f1", "test_loss", "best_val_accuracy"):
+        assert metrics[key] >= 0 and (key == "test_loss" or metrics[key] <= 1), key
+    ingest = json.loads((project / "metrics" / "ingest.json").read_text())
+    assert ingest["images"] == 3 * PER_CLASS
+    assert [f["path"] for f in ingest["skipped"]["files"]] == ["cow/broken.jpg"]
+    assert ingest["ignored"]["hidden"] == 1
+    history = json.loads((project / "metrics/plots/finetune/history.json").read_text())
+    assert [row["epoch"] for row in history] == [1]
+    confusion = json.loads((project / "metrics/plots/finetune/confusion.json").read_text())
+    assert len(confusion) == ingest["split"]["test"]
+    assert {row["actual"] for row in confusion} == set(CLASSES)
+
+
+def test_status_is_clean_and_second_repro_skips_every_stage(project):
+    assert "up to date" in run(project, "dvc", "status").stdout
+    again = run(project, "dvc", "repro")
+    assert "Running stage" not in again.stdout, again.stdout
+    assert "up to date" in run(project, "dvc", "status").stdout
+
+
+def test_forced_repro_gives_identical_lock_and_outputs(project):
+    lock = (project / "dvc.lock").read_text()
+    metrics = (project / "metrics" / "finetune.json").read_bytes()
+    run(project, "dvc", "repro", "-f")
+    assert (project / "dvc.lock").read_text() == lock
+    assert (project / "metrics" / "finetune.json").read_bytes() == metrics
+
+
+def test_data_folder_is_not_modified(project):
+    assert "up to date" in run(project, "dvc", "status", "data.dvc").stdout
+    assert (project / "data" / "cow" / "broken.jpg").exists()
+
+
+def test_misspelled_init_fails_first_in_our_words(project):
+    params_path = project / "params.yaml"
+    original = params_path.read_text()
+    try:
+        params_path.write_text(original.replace("init: random", "init: randm"))
+        result = run(project, "dvc", "repro", check=False)
+    finally:
+        params_path.write_text(original)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "params.yaml: init must be one of: random (got 'randm')" in output
+    assert "Traceback" not in output
+
+
+def test_exp_run_with_another_seed_reruns_and_diffs(project):
+    """Last in this module: it leaves the workspace at seed=1."""
+    result = run(project, "dvc", "exp", "run", "-S", "seed=1")
+    assert "Running stage 'finetune'" in result.stdout
+    metrics = json.loads((project / "metrics" / "finetune.json").read_text())
+    assert metrics["seed"] == 1
+    diff = run(project, "dvc", "metrics", "diff", "--json")
+    changed = json.loads(diff.stdout)["metrics/finetune.json"]
+    assert changed["seed"] == {"old": 0, "new": 1, "diff": 1}
