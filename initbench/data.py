@@ -70,6 +70,11 @@ class ArrayData:
     std: list[float]
     splits: dict[str, Split]
 
+    def encoder_meta(self, channels: list[int]) -> dict:
+        """What an init checkpoint for this data records (see ``initbench.transfer``)."""
+        return {"in_channels": self.channels, "channels": list(channels),
+                "image_size": self.image_size}  # fmt: skip
+
 
 def load_dataset(folder: str | os.PathLike[str]) -> ArrayData:
     """Read what :func:`save_dataset` wrote.

@@ -58,3 +58,12 @@ def write_torch(path: str | os.PathLike[str], obj: Any) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     write_bytes(path, buf.getvalue())
+
+
+def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write a uint8 ``(H, W)`` or ``(H, W, 3)`` array as a PNG, atomically."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    write_bytes(path, buf.getvalue())

@@ -18,7 +18,9 @@ import yaml
 from initbench.errors import ParamsError
 
 #: Init strategies that have a stage writing ``artifacts/init/<name>.pt``.
-INIT_STRATEGIES: tuple[str, ...] = ("random",)
+INIT_STRATEGIES: tuple[str, ...] = ("random", "autoencoder", "simclr", "kmeans")
+#: conv1's kernel size in initbench.model; k-means patches must match it.
+CONV1_KERNEL = 3
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
@@ -36,6 +38,13 @@ def _check_fraction(key: str, value: float, *, allow_one: bool = False) -> None:
 def _check_min(key: str, value: float, minimum: float) -> None:
     if value < minimum:
         _fail(key, f"must be >= {minimum}, got {value}")
+
+
+def _check_training(section: str, epochs: int, lr: float, batch_size: int) -> None:
+    _check_min(f"{section}.epochs", epochs, 1)
+    _check_min(f"{section}.batch_size", batch_size, 1)
+    if not lr > 0:
+        _fail(f"{section}.lr", f"must be > 0, got {lr}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,69 @@ class ModelParams:
 
 
 @dataclass(frozen=True)
+class PatchesParams:
+    """Patch sampling and whitening for the k-means init (Coates & Ng 2011)."""
+
+    size: int
+    per_image: int
+    max_images: int
+    whiten: bool
+    epsilon: float
+
+    def __post_init__(self) -> None:
+        if self.size != CONV1_KERNEL:
+            _fail("patches.size", f"must equal conv1's kernel size {CONV1_KERNEL}, got {self.size}")
+        _check_min("patches.per_image", self.per_image, 1)
+        _check_min("patches.max_images", self.max_images, 1)
+        if not self.epsilon > 0:
+            _fail("patches.epsilon", f"must be > 0, got {self.epsilon}")
+
+
+@dataclass(frozen=True)
+class KmeansParams:
+    """k-means on whitened patches; the centroids become conv1's filters."""
+
+    clusters: int
+
+    def __post_init__(self) -> None:
+        _check_min("kmeans.clusters", self.clusters, 1)
+
+
+@dataclass(frozen=True)
+class AutoencoderParams:
+    """Convolutional autoencoder pretraining of the encoder (MSE reconstruction)."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        _check_training("autoencoder", self.epochs, self.lr, self.batch_size)
+
+
+@dataclass(frozen=True)
+class SimclrParams:
+    """SimCLR contrastive pretraining (Chen et al. 2020)."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    temperature: float
+    projection_dim: int
+
+    def __post_init__(self) -> None:
+        _check_training("simclr", self.epochs, self.lr, self.batch_size)
+        if self.batch_size < 2:
+            _fail(
+                "simclr.batch_size",
+                f"must be >= 2 so each batch has negatives, got {self.batch_size}",
+            )
+        if not self.temperature > 0:
+            _fail("simclr.temperature", f"must be > 0, got {self.temperature}")
+        _check_min("simclr.projection_dim", self.projection_dim, 1)
+
+
+@dataclass(frozen=True)
 class FinetuneParams:
     """Supervised training of the classifier from an init checkpoint."""
 
@@ -100,10 +172,7 @@ class FinetuneParams:
     freeze_encoder: bool
 
     def __post_init__(self) -> None:
-        _check_min("finetune.epochs", self.epochs, 1)
-        _check_min("finetune.batch_size", self.batch_size, 1)
-        if not self.lr > 0:
-            _fail("finetune.lr", f"must be > 0, got {self.lr}")
+        _check_training("finetune", self.epochs, self.lr, self.batch_size)
         _check_fraction("finetune.label_fraction", self.label_fraction, allow_one=True)
 
 
@@ -116,6 +185,10 @@ class Params:
     device: str
     data: DataParams
     model: ModelParams
+    patches: PatchesParams
+    kmeans: KmeansParams
+    autoencoder: AutoencoderParams
+    simclr: SimclrParams
     finetune: FinetuneParams
 
     def __post_init__(self) -> None:
@@ -124,6 +197,12 @@ class Params:
         if self.device not in DEVICES:
             _fail("device", f"must be one of: {', '.join(DEVICES)} (got {self.device!r})")
         _check_min("seed", self.seed, 0)
+        if self.kmeans.clusters != self.model.channels[0]:
+            _fail(
+                "kmeans.clusters",
+                f"must equal model.channels[0] (conv1's filter count, {self.model.channels[0]}), "
+                f"got {self.kmeans.clusters}",
+            )
         n_pools = len(self.model.channels)
         smallest = 2**n_pools
         if self.data.image_size < smallest:

@@ -52,7 +52,11 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() / 255.0 - self.mean) / self.std
+        return self.standardize(images.float() / 255.0)
+
+    def standardize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images already on the 0..1 scale (e.g. augmented views) -> standardized."""
+        return (images - self.mean) / self.std
 
 
 def batches(

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from initbench.errors import CheckpointError
-from initbench.model import Classifier
+from initbench.model import Classifier, Encoder
 
 FORMAT = "initbench-init/1"
 #: meta key -> the params.yaml key that controls it
@@ -30,6 +30,17 @@ META_PARAMS = {
     "channels": "model.channels",
     "image_size": "data.image_size",
 }
+
+
+def seeded_encoder(
+    in_channels: int, channels: list[int], dropout: list[float], seed: int
+) -> Encoder:
+    """The encoder every strategy starts from: PyTorch's default init drawn from ``seed``.
+
+    ``random`` saves it as is; pretraining trains it; k-means replaces conv1 only.
+    """
+    torch.manual_seed(seed)
+    return Encoder(in_channels, channels, dropout)
 
 
 def make_checkpoint(strategy: str, encoder: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:

@@ -28,8 +28,7 @@ def main() -> None:
     model = build_classifier(data.channels, data.image_size, len(data.classes), m.channels,
                              m.dropout, m.hidden, m.head_dropout)  # fmt: skip
     checkpoint = read_checkpoint(args.init)
-    check_meta(checkpoint, {"in_channels": data.channels, "channels": m.channels,
-                            "image_size": data.image_size}, args.init)  # fmt: skip
+    check_meta(checkpoint, data.encoder_meta(m.channels), args.init)
     load_encoder(model, checkpoint, args.init)
     model.to(device)
     normalize = Normalize(data.mean, data.std).to(device)

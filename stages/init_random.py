@@ -5,10 +5,9 @@ import argparse
 from initbench.cli import run
 from initbench.data import load_dataset
 from initbench.files import write_torch
-from initbench.model import Encoder
 from initbench.params import load_params
 from initbench.train import set_seed
-from initbench.transfer import make_checkpoint
+from initbench.transfer import make_checkpoint, seeded_encoder
 
 
 def main() -> None:
@@ -19,10 +18,9 @@ def main() -> None:
     params = load_params()
     data = load_dataset(args.dataset)
     set_seed(params.seed)
-    encoder = Encoder(data.channels, params.model.channels, params.model.dropout)
-    meta = {"in_channels": data.channels, "channels": params.model.channels,
-            "image_size": data.image_size, "seed": params.seed}  # fmt: skip
-    write_torch(args.out, make_checkpoint("random", encoder, meta))
+    m = params.model
+    encoder = seeded_encoder(data.channels, m.channels, m.dropout, params.seed)
+    write_torch(args.out, make_checkpoint("random", encoder, data.encoder_meta(m.channels)))
     print(f"init_random: wrote {args.out}")
 
 

@@ -171,6 +171,7 @@ def test_boundary_values_are_accepted(raw, key, value):
 
 def test_image_size_limit_follows_the_number_of_blocks(raw):
     mapping = _with(_with(raw, "model.channels", [8, 8]), "model.dropout", [0.1, 0.1])
+    mapping = _with(mapping, "kmeans.clusters", 8)
     assert P.parse_params(_with(mapping, "data.image_size", 4)).data.image_size == 4
     message = _error(_with(mapping, "data.image_size", 3))
     assert "data.image_size" in message and ">= 4" in message
@@ -190,7 +191,10 @@ def test_missing_key_is_named(raw, key):
 @pytest.mark.parametrize(
     ("key", "valid"),
     [
-        ("learning_rate", "init, seed, device, data, model, finetune"),
+        (
+            "learning_rate",
+            "init, seed, device, data, model, patches, kmeans, autoencoder, simclr, finetune",
+        ),
         ("data.size", "image_size, channels, val_fraction, test_fraction"),
         ("finetune.momentum", "epochs, lr, batch_size, label_fraction, freeze_encoder"),
     ],
@@ -279,3 +283,29 @@ def test_load_params_unreadable_file_is_a_params_error(tmp_path, kind):
         path.write_bytes(b"init: \xff\xfe\n")
     with pytest.raises(ParamsError):
         P.load_params(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("kmeans.clusters", 8, "model.channels[0]"),
+        ("patches.size", 5, "conv1's kernel size 3"),
+        ("patches.per_image", 0, ">= 1"),
+        ("patches.epsilon", 0, "> 0"),
+        ("autoencoder.epochs", 0, ">= 1"),
+        ("autoencoder.lr", -1, "> 0"),
+        ("simclr.batch_size", 1, ">= 2"),
+        ("simclr.temperature", 0, "> 0"),
+        ("simclr.projection_dim", 0, ">= 1"),
+        ("patches.whiten", "yes", "true or false"),
+    ],
+)
+def test_pretraining_sections_are_validated(raw, key, value, fragment):
+    message = _error(_with(raw, key, value))
+    assert message.startswith(f"params.yaml: {key}") and fragment in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("init", ["random", "autoencoder", "simclr", "kmeans"])
+def test_every_strategy_is_a_valid_init(raw, init):
+    assert P.parse_params(_with(raw, "init", init)).init == init

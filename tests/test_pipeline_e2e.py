@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,9 @@ def project(tmp_path_factory) -> Path:
     params["data"]["image_size"] = 16
     params["finetune"]["epochs"] = 1
     params["finetune"]["batch_size"] = 16
+    params["autoencoder"].update(epochs=1, batch_size=16)
+    params["simclr"].update(epochs=1, batch_size=16)
+    params["patches"].update(per_image=4, max_images=40)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _write_tiny_dataset(root / "data")
     run(root, "git", "init", "-q")
@@ -73,6 +77,16 @@ def project(tmp_path_factory) -> Path:
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "dvc repro")  # as users commit dvc.lock and metrics/
     return root
+
+
+def stages_run(result: subprocess.CompletedProcess) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", result.stdout))
+
+
+def reset(project: Path) -> None:
+    """Back to the committed workspace: params, lock, metrics and cached outputs."""
+    run(project, "git", "reset", "-q", "--hard")
+    run(project, "dvc", "checkout", "-q", "--force")
 
 
 def test_repro_writes_metrics_and_plots(project):
@@ -89,6 +103,16 @@ def test_repro_writes_metrics_and_plots(project):
     confusion = json.loads((project / "metrics/plots/finetune/confusion.json").read_text())
     assert len(confusion) == ingest["split"]["test"]
     assert {row["actual"] for row in confusion} == set(CLASSES)
+    autoencoder = json.loads((project / "metrics" / "autoencoder.json").read_text())
+    assert set(autoencoder) == {"train_loss", "val_loss", "mean_image_val_loss"}
+    simclr = json.loads((project / "metrics" / "simclr.json").read_text())
+    assert set(simclr) == {"loss", "knn_accuracy", "random_init_knn_accuracy"}
+    kmeans = json.loads((project / "metrics" / "kmeans.json").read_text())
+    assert kmeans["iterations"] >= 1 and kmeans["patches"] > 0
+    for name in ("random", "autoencoder", "simclr", "kmeans"):
+        assert (project / "artifacts" / "init" / f"{name}.pt").is_file(), name
+    for name in ("kmeans_filters", "autoencoder_reconstructions"):
+        assert (project / "artifacts" / "plots" / f"{name}.png").is_file(), name
 
 
 def test_status_is_clean_and_second_repro_skips_every_stage(project):
@@ -123,6 +147,47 @@ def test_misspelled_init_fails_first_in_our_words(project):
     output = result.stdout + result.stderr
     assert "params.yaml: init must be one of: random (got 'randm')" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("init", ["kmeans", "autoencoder", "simclr"])
+def test_exp_run_with_another_init_runs_finetune_only(project, init):
+    try:
+        result = run(project, "dvc", "exp", "run", "-S", f"init={init}")
+        # check_params re-validates the new value (under a second, output unchanged);
+        # no pretraining stage runs again.
+        assert stages_run(result) == {"check_params", "finetune"}, result.stdout
+        for stage in ("ingest", "patches", "kmeans", "autoencoder", "simclr", "init_random"):
+            assert f"Stage '{stage}' didn't change" in result.stdout, stage
+        metrics = json.loads((project / "metrics" / "finetune.json").read_text())
+        assert metrics["init"] == init
+    finally:
+        reset(project)
+
+
+def _set_params(project: Path, **changes: object) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_simclr_temperature_reruns_finetune_only_when_init_is_simclr(project):
+    try:
+        _set_params(project, simclr__temperature=0.2)
+        assert stages_run(run(project, "dvc", "repro")) == {"check_params", "simclr"}
+        reset(project)
+        _set_params(project, init="simclr")
+        run(project, "dvc", "repro")
+        _set_params(project, init="simclr", simclr__temperature=0.2)
+        rerun = stages_run(run(project, "dvc", "repro"))
+        assert rerun == {"check_params", "simclr", "finetune"}
+    finally:
+        reset(project)
 
 
 def test_exp_run_with_another_seed_reruns_and_diffs(project):

@@ -1,0 +1,136 @@
+"""Convolutional autoencoder pretraining of the classifier's encoder.
+
+The encoder is exactly the classifier's conv stack; the decoder mirrors it
+(conv, BatchNorm, LeakyReLU, 2x upsample per block) and ends in a 3x3 conv and
+a sigmoid, so it reconstructs images on the 0..1 scale. Trained with MSE.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from initbench.data import Split
+from initbench.model import LEAKY_SLOPE, Encoder
+from initbench.train import EVAL_BATCH_SIZE, Normalize, batches
+
+
+class Decoder(nn.Module):
+    """Mirror of :class:`Encoder`: ``(B, channels[-1], h, w) -> (B, out_channels, 2**n h, 2**n w)``."""
+
+    def __init__(self, out_channels: int, channels: Sequence[int]) -> None:
+        super().__init__()
+        widths = list(reversed(channels))  # e.g. [64, 32, 16]
+        targets = [*widths[1:], widths[-1]]  # e.g. [32, 16, 16]
+        self.blocks = nn.Sequential(*(
+            nn.Sequential(
+                nn.Conv2d(w_in, w_out, kernel_size=3, padding=1),
+                nn.BatchNorm2d(w_out),
+                nn.LeakyReLU(LEAKY_SLOPE),
+                nn.Upsample(scale_factor=2, mode="nearest"),
+            )
+            for w_in, w_out in zip(widths, targets, strict=True)
+        ))  # fmt: skip
+        self.output = nn.Conv2d(targets[-1], out_channels, kernel_size=3, padding=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.output(self.blocks(features)))
+
+
+class AutoEncoder(nn.Module):
+    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C, H, W) normalized -> (B, C, H, W) on 0..1
+        out = self.decoder(self.encoder(x))
+        if out.shape[-2:] != x.shape[-2:]:  # sizes not divisible by 2**n lose pixels in pooling
+            out = nn.functional.interpolate(out, size=x.shape[-2:], mode="bilinear")
+        return out
+
+
+def build_autoencoder(encoder: Encoder, channels: Sequence[int]) -> AutoEncoder:
+    return AutoEncoder(encoder, Decoder(encoder.in_channels, channels))
+
+
+def _targets(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 255.0
+
+
+@torch.no_grad()
+def reconstruction_loss(
+    model: AutoEncoder, normalize: Normalize, split: Split, device: torch.device
+) -> float:
+    """Mean squared error per pixel over ``split``, in eval mode."""
+    model.eval()
+    total = 0.0
+    for images, _ in batches(split, EVAL_BATCH_SIZE):
+        images = images.to(device)
+        out = model(normalize(images))
+        total += nn.functional.mse_loss(out, _targets(images), reduction="sum").item()
+    return total / split.images.numel()
+
+
+def mean_image_loss(train: Split, val: Split) -> float:
+    """The baseline: MSE on ``val`` of always predicting the mean train image."""
+    mean_image = _targets(train.images).mean(dim=0, keepdim=True)
+    return nn.functional.mse_loss(mean_image.expand_as(val.images), _targets(val.images)).item()
+
+
+@dataclass
+class AutoencoderResult:
+    history: list[dict[str, float]]
+    train_loss: float
+    val_loss: float
+
+
+def train_autoencoder(
+    model: AutoEncoder,
+    normalize: Normalize,
+    train: Split,
+    val: Split,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    log: Callable[[str], None] = tqdm.write,
+) -> AutoencoderResult:
+    """Adam on per-pixel MSE between the decoder's output and the 0..1 input. Labels are unused."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    n_batches = (len(train) + batch_size - 1) // batch_size
+    for epoch in range(1, epochs + 1):
+        model.train()
+        loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(batches(train, batch_size, generator), total=n_batches,
+                   desc=f"autoencoder {epoch}/{epochs}", leave=False)  # fmt: skip
+        for images, _ in bar:
+            images = images.to(device)
+            loss = nn.functional.mse_loss(model(normalize(images)), _targets(images))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(images)
+            seen += len(images)
+            bar.set_postfix(loss=f"{loss_sum / seen:.5f}")
+        rate = seen / max(time.perf_counter() - start, 1e-9)
+        val_loss = reconstruction_loss(model, normalize, val, device)
+        history.append({"epoch": epoch, "train_loss": round(loss_sum / seen, 6),
+                        "val_loss": round(val_loss, 6)})  # fmt: skip
+        log(f"epoch {epoch:>3}/{epochs}  train_mse {loss_sum / seen:.5f}  val_mse {val_loss:.5f}"
+            f"  {rate:,.0f} img/s")  # fmt: skip
+    return AutoencoderResult(
+        history=history,
+        train_loss=reconstruction_loss(model, normalize, train, device),
+        val_loss=history[-1]["val_loss"] if history else float("nan"),
+    )

@@ -1,0 +1,61 @@
+"""Stage autoencoder: pretrain the encoder by reconstructing train images (no labels)."""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from initbench.autoencoder import build_autoencoder, mean_image_loss, train_autoencoder
+from initbench.cli import run
+from initbench.data import load_dataset
+from initbench.files import write_json, write_png, write_torch
+from initbench.images import tile
+from initbench.params import load_params
+from initbench.train import Normalize, resolve_device, set_seed
+from initbench.transfer import make_checkpoint, seeded_encoder
+
+SHOWN = 16  # val images in the reconstruction picture
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True, help="folder written by ingest")
+    parser.add_argument("--out", required=True, help="init checkpoint to write")
+    parser.add_argument("--metrics", required=True, help="reconstruction losses (JSON)")
+    parser.add_argument("--plots", required=True, help="folder for per-epoch loss (JSON)")
+    parser.add_argument("--image", required=True, help="val inputs over reconstructions (PNG)")
+    args = parser.parse_args()
+    params = load_params()
+    p, m = params.autoencoder, params.model
+    device = resolve_device(params.device)
+    data = load_dataset(args.dataset)
+    set_seed(params.seed)
+    encoder = seeded_encoder(data.channels, m.channels, m.dropout, params.seed)
+    model = build_autoencoder(encoder, m.channels).to(device)
+    normalize = Normalize(data.mean, data.std).to(device)
+    train, val = data.splits["train"], data.splits["val"]
+    result = train_autoencoder(model, normalize, train, val, epochs=p.epochs, lr=p.lr,
+                               batch_size=p.batch_size, seed=params.seed, device=device)  # fmt: skip
+    baseline = mean_image_loss(train, val)
+    write_torch(
+        args.out, make_checkpoint("autoencoder", model.encoder, data.encoder_meta(m.channels))
+    )
+    write_json(args.metrics, {"train_loss": round(result.train_loss, 6),
+                              "val_loss": round(result.val_loss, 6),
+                              "mean_image_val_loss": round(baseline, 6)})  # fmt: skip
+    write_json(Path(args.plots) / "history.json", result.history)
+    model.eval()
+    with torch.no_grad():
+        shown = torch.linspace(0, len(val) - 1, min(SHOWN, len(val))).long()  # across classes
+        inputs = val.images[shown]
+        outputs = model(normalize(inputs.to(device))).cpu()
+    outputs = (outputs * 255).round().clamp(0, 255).to(torch.uint8)
+    write_png(
+        args.image, tile(np.concatenate([inputs.numpy(), outputs.numpy()]), len(shown), scale=3)
+    )
+    print(f"autoencoder: val MSE {result.val_loss:.5f} vs mean-image baseline {baseline:.5f}")
+
+
+if __name__ == "__main__":
+    run(main)

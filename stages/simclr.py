@@ -1,0 +1,52 @@
+"""Stage simclr: contrastive pretraining of the encoder on two augmented views (no labels)."""
+
+import argparse
+from pathlib import Path
+
+from initbench.cli import run
+from initbench.data import load_dataset
+from initbench.files import write_json, write_torch
+from initbench.model import feature_side
+from initbench.params import load_params
+from initbench.simclr import ProjectionHead, SimCLR, train_simclr
+from initbench.train import Normalize, resolve_device, set_seed
+from initbench.transfer import make_checkpoint, seeded_encoder
+
+PROJECTION_HIDDEN = 512
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True, help="folder written by ingest")
+    parser.add_argument("--out", required=True, help="init checkpoint to write")
+    parser.add_argument("--metrics", required=True, help="final loss and kNN accuracy (JSON)")
+    parser.add_argument("--plots", required=True, help="folder for per-epoch loss/kNN (JSON)")
+    args = parser.parse_args()
+    params = load_params()
+    p, m = params.simclr, params.model
+    device = resolve_device(params.device)
+    data = load_dataset(args.dataset)
+    set_seed(params.seed)
+    # Dropout off while pretraining: different masks on the two views act as one more strong
+    # augmentation and slowed learning (kNN val 0.852 with, 0.895 without, on the embedded
+    # dataset). Dropout has no weights, so the transferred encoder is unaffected; the initial
+    # weights are the same seeded draw as `random`'s.
+    encoder = seeded_encoder(data.channels, m.channels, [0.0] * len(m.channels), params.seed)
+    features = encoder.out_channels * feature_side(data.image_size, len(m.channels)) ** 2
+    model = SimCLR(encoder, ProjectionHead(features, PROJECTION_HIDDEN, p.projection_dim))
+    model.to(device)
+    normalize = Normalize(data.mean, data.std).to(device)
+    result = train_simclr(
+        model, normalize, data.splits["train"], data.splits["val"], epochs=p.epochs, lr=p.lr,
+        batch_size=p.batch_size, temperature=p.temperature, seed=params.seed, device=device,
+    )  # fmt: skip
+    write_torch(args.out, make_checkpoint("simclr", model.encoder, data.encoder_meta(m.channels)))
+    write_json(args.metrics, {"loss": result.loss, "knn_accuracy": result.knn_accuracy,
+                              "random_init_knn_accuracy": result.random_init_knn_accuracy})  # fmt: skip
+    write_json(Path(args.plots) / "history.json", result.history)
+    print(f"simclr: kNN val accuracy {result.knn_accuracy:.4f} (initial encoder "
+          f"{result.random_init_knn_accuracy:.4f}); {result.pairs_per_s:,.0f} image pairs/s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run(main)
