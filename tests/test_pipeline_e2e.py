@@ -145,7 +145,10 @@ def test_misspelled_init_fails_first_in_our_words(project):
         params_path.write_text(original)
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert "params.yaml: init must be one of: random (got 'randm')" in output
+    assert (
+        "params.yaml: init must be one of: random, autoencoder, simclr, kmeans (got 'randm')"
+        in output
+    )
     assert "Traceback" not in output
 
 
