@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         images, labels = load_animal_shape()
         materialize(args.out_dir, images, labels)
-    except (InitbenchError, pickle.UnpicklingError) as exc:
+    except (InitbenchError, pickle.UnpicklingError, OSError, EOFError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {len(images)} images of {len(CLASS_NAMES)} classes to {args.out_dir}/")

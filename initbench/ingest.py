@@ -91,6 +91,7 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
                 else:
                     ignored["non_image"].append(rel)
     files.sort()
+    ignored = {kind: sorted(paths) for kind, paths in ignored.items()}
     if not files:
         raise DataError(
             f"{root}/: no images found; expected {root}/<class name>/<image> with extensions "

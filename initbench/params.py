@@ -203,6 +203,13 @@ class Params:
                 f"must equal model.channels[0] (conv1's filter count, {self.model.channels[0]}), "
                 f"got {self.kmeans.clusters}",
             )
+        most_patches = self.patches.per_image * self.patches.max_images
+        if most_patches < max(2, self.kmeans.clusters):
+            _fail(
+                "patches.per_image",
+                f"x patches.max_images allows at most {most_patches} patches; k-means needs at "
+                f"least kmeans.clusters={self.kmeans.clusters} (and 2 for whitening)",
+            )
         n_pools = len(self.model.channels)
         smallest = 2**n_pools
         if self.data.image_size < smallest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,13 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+    else:
+        # As deterministic as CUDA allows: some kernels (e.g. upsample backward) have no
+        # deterministic version, so warn instead of failing; results may vary in the last bits.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return device
 
 

@@ -69,6 +69,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an initbench init checkpoint (format {FORMAT!r})")
+    if not isinstance(checkpoint.get("encoder"), dict) or not isinstance(
+        checkpoint.get("meta"), dict
+    ):
+        raise CheckpointError(
+            f"{path}: init checkpoint lacks its encoder weights or meta; re-run its stage"
+        )
     return checkpoint
 
 

@@ -6,7 +6,6 @@ from initbench.cli import run
 from initbench.data import load_dataset
 from initbench.files import write_torch
 from initbench.params import load_params
-from initbench.train import set_seed
 from initbench.transfer import make_checkpoint, seeded_encoder
 
 
@@ -17,7 +16,6 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     data = load_dataset(args.dataset)
-    set_seed(params.seed)
     m = params.model
     encoder = seeded_encoder(data.channels, m.channels, m.dropout, params.seed)
     write_torch(args.out, make_checkpoint("random", encoder, data.encoder_meta(m.channels)))

@@ -8,11 +8,11 @@ import torch
 
 from initbench.cli import run
 from initbench.data import load_dataset
+from initbench.errors import InitbenchError
 from initbench.files import write_json, write_png, write_torch
 from initbench.images import filters_to_uint8, tile
 from initbench.kmeans_init import conv1_from_centroids, kmeans_centroids
 from initbench.params import load_params
-from initbench.train import set_seed
 from initbench.transfer import make_checkpoint, seeded_encoder
 
 
@@ -32,11 +32,15 @@ def main() -> None:
         np.load(folder / f"{name}.npy", allow_pickle=False)
         for name in ("raw", "whitened", "zca_mean", "zca_matrix")
     )
+    if len(whitened) < params.kmeans.clusters:
+        raise InitbenchError(
+            f"{folder}: {len(whitened)} patches for kmeans.clusters={params.kmeans.clusters}; "
+            "raise patches.per_image or patches.max_images"
+        )
     centroids, inertia, n_iter = kmeans_centroids(whitened, params.kmeans.clusters, params.seed)
     weight, bias = conv1_from_centroids(
         centroids, mean, matrix, raw, data.channels, params.patches.size
     )
-    set_seed(params.seed)
     # Every layer but conv1 is the same seeded init as `random`, so the comparison isolates conv1.
     encoder = seeded_encoder(data.channels, m.channels, m.dropout, params.seed)
     conv1 = encoder.blocks[0].conv

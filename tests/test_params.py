@@ -309,3 +309,10 @@ def test_pretraining_sections_are_validated(raw, key, value, fragment):
 @pytest.mark.parametrize("init", ["random", "autoencoder", "simclr", "kmeans"])
 def test_every_strategy_is_a_valid_init(raw, init):
     assert P.parse_params(_with(raw, "init", init)).init == init
+
+
+def test_too_few_patches_for_the_clusters_is_refused(raw):
+    mapping = _with(_with(raw, "patches.per_image", 3), "patches.max_images", 5)
+    message = _error(mapping)
+    assert "patches.per_image" in message and "kmeans.clusters=16" in message
+    assert P.parse_params(_with(mapping, "patches.max_images", 6)).patches.max_images == 6

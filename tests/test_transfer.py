@@ -89,3 +89,10 @@ def test_read_checkpoint_refuses_arbitrary_pickles(tmp_path):
     torch.save({"format": "initbench-init/1", "x": Evil()}, path)
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         read_checkpoint(path)
+
+
+def test_checkpoint_without_encoder_weights_is_refused(tmp_path):
+    path = tmp_path / "partial.pt"
+    write_torch(path, {"format": "initbench-init/1", "strategy": "random", "meta": META})
+    with pytest.raises(CheckpointError, match="lacks its encoder weights"):
+        read_checkpoint(path)
