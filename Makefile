@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: repro test lint format data help
+.PHONY: repro test lint format data bench help
 
 help:
 	@echo "make repro   create .venv, install pinned deps, write the embedded dataset, dvc repro"
 	@echo "make test    create .venv if needed, install pinned deps, run the test suite"
 	@echo "make lint    ruff check + format check"
+	@echo "make bench   print training throughput (images/s) of each model"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -32,6 +33,9 @@ repro: data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

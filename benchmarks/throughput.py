@@ -1,0 +1,100 @@
+"""Print training throughput of each model on synthetic batches (no data files needed).
+
+    python benchmarks/throughput.py                 # CPU, or CUDA when present
+    python benchmarks/throughput.py --device cpu --steps 20
+
+Figures: images/s for a fine-tune step, an autoencoder step, image pairs/s for a
+SimCLR step (augmentation included), and augmented views/s alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from initbench.augment import simclr_view
+from initbench.autoencoder import build_autoencoder
+from initbench.losses import nt_xent
+from initbench.model import Encoder, build_classifier, feature_side
+from initbench.simclr import ProjectionHead, SimCLR
+from initbench.train import resolve_device
+
+
+def rate(step: Callable[[], None], items: int, steps: int, device: torch.device) -> float:
+    """Items per second over ``steps`` calls of ``step``, after two warm-up calls."""
+    for _ in range(2):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return items * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--channels", type=int, default=1, choices=[1, 3])
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    c, s, b = args.channels, args.image_size, args.batch_size
+    widths, dropout = [16, 32, 64], [0.3, 0.4, 0.4]
+    x = torch.rand(b, c, s, s, device=device)
+    y = torch.randint(0, 10, (b,), device=device)
+    generator = torch.Generator().manual_seed(0)
+
+    def trainer(model: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step() -> None:
+            loss = loss_fn()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    classifier = build_classifier(c, s, 10, widths, dropout, 128, 0.5).to(device)
+    autoencoder = build_autoencoder(Encoder(c, widths, dropout), widths).to(device)
+    features = widths[-1] * feature_side(s, len(widths)) ** 2
+    simclr = SimCLR(Encoder(c, widths, [0.0] * 3), ProjectionHead(features, 512, 128)).to(device)
+
+    def simclr_loss() -> torch.Tensor:
+        views = [simclr_view(x, generator) for _ in range(2)]
+        return nt_xent(simclr(views[0]), simclr(views[1]), 0.5)
+
+    figures = {
+        "finetune step (images/s)": rate(
+            trainer(classifier, lambda: nn.functional.cross_entropy(classifier(x), y)),
+            b, args.steps, device,
+        ),
+        "autoencoder step (images/s)": rate(
+            trainer(autoencoder, lambda: nn.functional.mse_loss(autoencoder(x), x)),
+            b, args.steps, device,
+        ),
+        "simclr step incl. augmentation (image pairs/s)": rate(
+            trainer(simclr, simclr_loss), b, args.steps, device
+        ),
+        "simclr augmentation alone (views/s)": rate(
+            lambda: simclr_view(x, generator), b, args.steps, device
+        ),
+    }  # fmt: skip
+    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {b}, "
+          f"{c}x{s}x{s} images")  # fmt: skip
+    for name, value in figures.items():
+        print(f"{name:<48} {value:>10,.0f}")
+
+
+if __name__ == "__main__":
+    main()
