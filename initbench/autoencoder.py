@@ -7,7 +7,6 @@ a sigmoid, so it reconstructs images on the 0..1 scale. Trained with MSE.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from tqdm import tqdm
 
 from initbench.data import Split
 from initbench.model import LEAKY_SLOPE, Encoder
-from initbench.train import EVAL_BATCH_SIZE, Normalize, batches
+from initbench.train import EVAL_BATCH_SIZE, Normalize, batches, optimize_epoch
 
 
 class Decoder(nn.Module):
@@ -108,26 +107,20 @@ def train_autoencoder(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
-    n_batches = (len(train) + batch_size - 1) // batch_size
+
+    def loss_fn(images: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+        images = images.to(device)
+        return nn.functional.mse_loss(model(normalize(images)), _targets(images))
+
     for epoch in range(1, epochs + 1):
         model.train()
-        loss_sum, seen, start = 0.0, 0, time.perf_counter()
-        bar = tqdm(batches(train, batch_size, generator), total=n_batches,
-                   desc=f"autoencoder {epoch}/{epochs}", leave=False)  # fmt: skip
-        for images, _ in bar:
-            images = images.to(device)
-            loss = nn.functional.mse_loss(model(normalize(images)), _targets(images))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(images)
-            seen += len(images)
-            bar.set_postfix(loss=f"{loss_sum / seen:.5f}")
-        rate = seen / max(time.perf_counter() - start, 1e-9)
+        train_loss, rate = optimize_epoch(
+            optimizer, train, batch_size, generator, loss_fn, f"autoencoder {epoch}/{epochs}"
+        )
         val_loss = reconstruction_loss(model, normalize, val, device)
-        history.append({"epoch": epoch, "train_loss": round(loss_sum / seen, 6),
+        history.append({"epoch": epoch, "train_loss": round(train_loss, 6),
                         "val_loss": round(val_loss, 6)})  # fmt: skip
-        log(f"epoch {epoch:>3}/{epochs}  train_mse {loss_sum / seen:.5f}  val_mse {val_loss:.5f}"
+        log(f"epoch {epoch:>3}/{epochs}  train_mse {train_loss:.5f}  val_mse {val_loss:.5f}"
             f"  {rate:,.0f} img/s")  # fmt: skip
     return AutoencoderResult(
         history=history,

@@ -8,7 +8,6 @@ The representation transferred to the classifier is the encoder's output,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from initbench.augment import AugmentConfig, simclr_view
 from initbench.data import Split
 from initbench.losses import nt_xent
 from initbench.model import Encoder
-from initbench.train import EVAL_BATCH_SIZE, Normalize, batches
+from initbench.train import EVAL_BATCH_SIZE, Normalize, batches, optimize_epoch
 
 KNN_NEIGHBORS = 20
 
@@ -113,35 +112,28 @@ def train_simclr(
     random_knn = knn_accuracy(model.encoder, normalize, train, val, device)
     log(f"epoch   0/{epochs}  knn_val_acc {random_knn:.4f} (initial encoder)")
     history: list[dict[str, float]] = []
-    n_batches = (len(train) + batch_size - 1) // batch_size
     rates = []
+
+    def loss_fn(images: torch.Tensor, _: torch.Tensor) -> torch.Tensor | None:
+        if len(images) < 2:  # a last batch of one image has no negatives
+            return None
+        images = images.to(device).float() / 255.0
+        view1 = simclr_view(images, view_generator, augment)
+        view2 = simclr_view(images, view_generator, augment)
+        z1 = model(normalize.standardize(view1))
+        z2 = model(normalize.standardize(view2))
+        return nt_xent(z1, z2, temperature)
+
     for epoch in range(1, epochs + 1):
         model.train()
-        loss_sum, seen, start = 0.0, 0, time.perf_counter()
-        bar = tqdm(batches(train, batch_size, order_generator), total=n_batches,
-                   desc=f"simclr {epoch}/{epochs}", leave=False)  # fmt: skip
-        for images, _ in bar:
-            if len(images) < 2:  # a last batch of one image has no negatives
-                continue
-            images = images.to(device).float() / 255.0
-            view1 = simclr_view(images, view_generator, augment)
-            view2 = simclr_view(images, view_generator, augment)
-            z1 = model(normalize.standardize(view1))
-            z2 = model(normalize.standardize(view2))
-            loss = nt_xent(z1, z2, temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(images)
-            seen += len(images)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        rates.append(seen / max(time.perf_counter() - start, 1e-9))
-        knn = knn_accuracy(model.encoder, normalize, train, val, device)
-        history.append(
-            {"epoch": epoch, "loss": round(loss_sum / max(seen, 1), 6), "knn_accuracy": knn}
+        loss, rate = optimize_epoch(
+            optimizer, train, batch_size, order_generator, loss_fn, f"simclr {epoch}/{epochs}"
         )
-        log(f"epoch {epoch:>3}/{epochs}  nt_xent {loss_sum / seen:.4f}  knn_val_acc {knn:.4f}"
-            f"  {rates[-1]:,.0f} pairs/s")  # fmt: skip
+        rates.append(rate)
+        knn = knn_accuracy(model.encoder, normalize, train, val, device)
+        history.append({"epoch": epoch, "loss": round(loss, 6), "knn_accuracy": knn})
+        log(f"epoch {epoch:>3}/{epochs}  nt_xent {loss:.4f}  knn_val_acc {knn:.4f}"
+            f"  {rate:,.0f} pairs/s")  # fmt: skip
     return SimclrResult(
         history=history,
         loss=history[-1]["loss"] if history else float("nan"),

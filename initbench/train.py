@@ -78,6 +78,36 @@ def batches(
         yield split.images[index], split.labels[index]
 
 
+def optimize_epoch(
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    batch_size: int,
+    generator: torch.Generator,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None],
+    desc: str,
+) -> tuple[float, float]:
+    """One optimizer pass over ``split`` in a seeded random order, with a progress bar.
+
+    ``loss_fn(images, labels)`` gets each CPU batch and returns its mean loss, or ``None``
+    to skip the batch. Returns the mean loss per image and the images per second. The
+    caller sets train/eval modes.
+    """
+    loss_sum, seen, start = 0.0, 0, time.perf_counter()
+    n_batches = (len(split) + batch_size - 1) // batch_size
+    bar = tqdm(batches(split, batch_size, generator), total=n_batches, desc=desc, leave=False)
+    for images, labels in bar:
+        loss = loss_fn(images, labels)
+        if loss is None:
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(images)
+        seen += len(images)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+    return loss_sum / max(seen, 1), seen / max(time.perf_counter() - start, 1e-9)
+
+
 @dataclass
 class EpochStats:
     loss: float
@@ -101,23 +131,17 @@ def train_one_epoch(
     model.train()
     if freeze_encoder:
         model.encoder.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
-    start = time.perf_counter()
-    n_batches = (len(split) + batch_size - 1) // batch_size
-    bar = tqdm(batches(split, batch_size, generator), total=n_batches, desc=desc, leave=False)
-    for images, labels in bar:
+    correct = 0
+
+    def loss_fn(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        nonlocal correct
         images, labels = images.to(device), labels.to(device)
         logits = model(normalize(images))
-        loss = nn.functional.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.item() * len(labels)
         correct += (logits.argmax(1) == labels).sum().item()
-        seen += len(labels)
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-    elapsed = time.perf_counter() - start
-    return EpochStats(loss_sum / seen, correct / seen, seen / max(elapsed, 1e-9))
+        return nn.functional.cross_entropy(logits, labels)
+
+    loss, rate = optimize_epoch(optimizer, split, batch_size, generator, loss_fn, desc)
+    return EpochStats(loss, correct / max(len(split), 1), rate)
 
 
 @dataclass
