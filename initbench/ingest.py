@@ -288,15 +288,18 @@ def ingest(
     )
 
 
-def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 ``(N, C, H, W)`` images, on the 0..1 scale.
 
-    Integer sums keep this exact and memory-light for large datasets.
+    Exact integer sums, ``chunk`` images at a time, so memory stays small for large datasets.
     """
-    pixels = images.shape[0] * images.shape[2] * images.shape[3]
-    flat = images.transpose(1, 0, 2, 3).reshape(images.shape[1], -1)
-    total = flat.sum(axis=1, dtype=np.int64)
-    total_sq = np.array([np.dot(row.astype(np.int64), row.astype(np.int64)) for row in flat])
+    total = np.zeros(images.shape[1], dtype=np.int64)
+    total_sq = np.zeros(images.shape[1], dtype=np.int64)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].astype(np.int64)
+        total += block.sum(axis=(0, 2, 3))
+        total_sq += (block * block).sum(axis=(0, 2, 3))
+    pixels = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
     mean = total / pixels
     std = np.sqrt(np.maximum(total_sq / pixels - mean**2, 0.0))
     std = np.where(std > 0, std, 255.0)

@@ -509,3 +509,12 @@ def test_summary_is_consistent_with_dataset(split_root):
         assert sum(c[split_name] for c in summ["per_class"]) == summ["split"][split_name]
     assert summ["skipped"] == {"count": 0, "files": []}
     assert summ["ignored"] == {"hidden": 0, "non_image": 0, "outside_class_folder": 0}
+
+
+def test_channel_stats_do_not_depend_on_the_chunk_size():
+    images = np.random.default_rng(3).integers(0, 256, (10, 3, 5, 7), dtype=np.uint8)
+    assert ingest.channel_stats(images, chunk=3) == ingest.channel_stats(images, chunk=1024)
+    mean, std = ingest.channel_stats(images, chunk=4)
+    reference = images.astype(np.float64) / 255
+    np.testing.assert_allclose(mean, reference.mean(axis=(0, 2, 3)), atol=1e-6)
+    np.testing.assert_allclose(std, reference.std(axis=(0, 2, 3)), atol=1e-6)
