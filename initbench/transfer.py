@@ -126,3 +126,21 @@ def load_encoder(model: Classifier, checkpoint: dict[str, Any], source: str) -> 
     for key, tensor in encoder_state.items():
         if not torch.equal(loaded[key].cpu(), tensor.cpu()):
             raise CheckpointError(f"{source}: encoder.{key} differs after loading")  # a bug
+
+
+def load_init(
+    model: Classifier, path: str | os.PathLike[str], expected_meta: dict[str, Any]
+) -> str:
+    """Load the init checkpoint at ``path`` into ``model``'s encoder; return its strategy.
+
+    The one entry point fine-tuning uses, whatever made the checkpoint: read it
+    (``weights_only``), check it was made for this data and architecture, copy the
+    encoder strictly and verify the copy.
+
+    Raises:
+        CheckpointError: missing or unreadable file, or a mismatch, named with the param to fix.
+    """
+    checkpoint = read_checkpoint(path)
+    check_meta(checkpoint, expected_meta, str(path))
+    load_encoder(model, checkpoint, str(path))
+    return str(checkpoint["strategy"])

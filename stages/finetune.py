@@ -9,7 +9,7 @@ from initbench.files import write_json, write_torch
 from initbench.model import build_classifier
 from initbench.params import load_params
 from initbench.train import Normalize, evaluate, fit, resolve_device, set_seed
-from initbench.transfer import check_meta, load_encoder, read_checkpoint
+from initbench.transfer import load_init
 
 
 def main() -> None:
@@ -27,9 +27,7 @@ def main() -> None:
     set_seed(params.seed)
     model = build_classifier(data.channels, data.image_size, len(data.classes), m.channels,
                              m.dropout, m.hidden, m.head_dropout)  # fmt: skip
-    checkpoint = read_checkpoint(args.init)
-    check_meta(checkpoint, data.encoder_meta(m.channels), args.init)
-    load_encoder(model, checkpoint, args.init)
+    load_init(model, args.init, data.encoder_meta(m.channels))
     model.to(device)
     normalize = Normalize(data.mean, data.std).to(device)
     train = data.splits["train"]

@@ -4,7 +4,13 @@ import torch
 from initbench.errors import CheckpointError
 from initbench.files import write_torch
 from initbench.model import Encoder, build_classifier
-from initbench.transfer import check_meta, load_encoder, make_checkpoint, read_checkpoint
+from initbench.transfer import (
+    check_meta,
+    load_encoder,
+    load_init,
+    make_checkpoint,
+    read_checkpoint,
+)
 
 ARCH = {"channels": [8, 16, 16], "dropout": [0.3, 0.4, 0.4], "hidden": 32, "head_dropout": 0.5}
 META = {"in_channels": 1, "channels": [8, 16, 16], "image_size": 16}
@@ -96,3 +102,18 @@ def test_checkpoint_without_encoder_weights_is_refused(tmp_path):
     write_torch(path, {"format": "initbench-init/1", "strategy": "random", "meta": META})
     with pytest.raises(CheckpointError, match="lacks its encoder weights"):
         read_checkpoint(path)
+
+
+def test_load_init_reads_checks_and_copies(tmp_path):
+    checkpoint, encoder = _checkpoint()
+    path = tmp_path / "init.pt"
+    write_torch(path, checkpoint)
+    model = build_classifier(1, 16, 3, **ARCH)
+    assert load_init(model, path, META) == "test"
+    assert all(
+        torch.equal(model.encoder.state_dict()[k], v) for k, v in encoder.state_dict().items()
+    )
+    with pytest.raises(CheckpointError, match=r"data\.image_size"):
+        load_init(build_classifier(1, 32, 3, **ARCH), path, {**META, "image_size": 32})
+    with pytest.raises(CheckpointError, match="not found"):
+        load_init(model, tmp_path / "absent.pt", META)
