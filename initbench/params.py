@@ -288,8 +288,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
             f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"
         ) from None
     return parse_params(raw)
-
-
-def as_dict(params: Any) -> dict[str, Any]:
-    """A params dataclass as a plain dict (for checkpoint metadata)."""
-    return dataclasses.asdict(params)
