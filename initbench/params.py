@@ -287,4 +287,27 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(
             f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"
         ) from None
-    return parse_params(raw)
+    try:
+        return parse_params(raw)
+    except ParamsError as exc:  # name the file that was read, not the default
+        raise ParamsError(f"{path}: {str(exc).removeprefix('params.yaml: ')}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m initbench.params [PATH]``: the check every stage runs before its work."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m initbench.params",
+        description="Validate a params file; exit 1 with a one-line error naming the key.",
+    )
+    parser.add_argument("path", nargs="?", default="params.yaml")
+    args = parser.parse_args(argv)
+    load_params(args.path)
+    print(f"{args.path}: valid")
+
+
+if __name__ == "__main__":
+    from initbench.cli import run
+
+    run(main)

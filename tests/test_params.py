@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +276,37 @@ def test_load_params_reads_a_valid_copy(tmp_path, raw):
     path.write_text(yaml.safe_dump(_with(raw, "finetune.epochs", 0)))
     with pytest.raises(ParamsError, match=r"finetune\.epochs"):
         P.load_params(path)
+
+
+def test_load_params_error_names_the_file_it_read(tmp_path, raw):
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(_with(raw, "init", "randm")))
+    with pytest.raises(ParamsError) as info:
+        P.load_params(path)
+    assert str(info.value) == (
+        f"{path}: init must be one of: random, autoencoder, simclr, kmeans (got 'randm')"
+    )
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "initbench.params", *args],
+        cwd=cwd, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_PARAMS.parent)},
+    )  # fmt: skip
+
+
+def test_cli_accepts_the_repo_params_and_refuses_a_typo_in_one_line(tmp_path, raw):
+    ok = _cli(cwd=REPO_PARAMS.parent)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "params.yaml: valid\n", "")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(_with(raw, "init", "kmean")))
+    bad = _cli(cwd=tmp_path)
+    assert bad.returncode == 1
+    assert bad.stdout == ""
+    assert bad.stderr == (
+        "error: params.yaml: init must be one of: random, autoencoder, simclr, kmeans"
+        " (got 'kmean')\n"
+    )
 
 
 @pytest.mark.parametrize("kind", ["directory", "not-utf8"])

@@ -89,6 +89,18 @@ def reset(project: Path) -> None:
     run(project, "dvc", "checkout", "-q", "--force")
 
 
+def _set_params(project: Path, **changes: object) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def test_repro_writes_metrics_and_plots(project):
     metrics = json.loads((project / "metrics" / "finetune.json").read_text())
     assert metrics["init"] == "random" and metrics["seed"] == 0
@@ -137,20 +149,36 @@ def test_data_folder_is_not_modified(project):
     assert (project / "data" / "cow" / "broken.jpg").exists()
 
 
-def test_misspelled_init_fails_first_in_our_words(project):
-    params_path = project / "params.yaml"
-    original = params_path.read_text()
+def test_bad_params_fail_in_our_words_before_the_first_stage_works(project):
+    """Every stage validates all of params.yaml before its work, so the first stage to
+    run fails on any bad key, here a misspelled init in a run from scratch."""
+    _set_params(project, init="randm")
     try:
-        params_path.write_text(original.replace("init: random", "init: randm"))
-        result = run(project, "dvc", "repro", check=False)
+        result = run(project, "dvc", "repro", "--force", check=False)
     finally:
-        params_path.write_text(original)
+        reset(project)
     assert result.returncode != 0
+    assert stages_run(result) == {"ingest"}, result.stdout
     output = result.stdout + result.stderr
     assert (
-        "params.yaml: init must be one of: random, autoencoder, simclr, kmeans (got 'randm')"
-        in output
+        "error: params.yaml: init must be one of: random, autoencoder, simclr, kmeans"
+        " (got 'randm')" in output
     )
+    assert "Traceback" not in output
+
+
+def test_misspelled_init_alone_stops_dvc_before_any_stage(project):
+    """No stage but finetune reads init, so DVC itself stops on the missing checkpoint."""
+    _set_params(project, init="randm")
+    try:
+        result = run(project, "dvc", "repro", check=False)
+    finally:
+        reset(project)
+    assert result.returncode != 0
+    assert stages_run(result) == set(), result.stdout
+    output = result.stdout + result.stderr
+    assert "failed to reproduce 'finetune'" in output
+    assert str(Path("artifacts", "init", "randm.pt")) in output
     assert "Traceback" not in output
 
 
@@ -158,9 +186,7 @@ def test_misspelled_init_fails_first_in_our_words(project):
 def test_exp_run_with_another_init_runs_finetune_only(project, init):
     try:
         result = run(project, "dvc", "exp", "run", "-S", f"init={init}")
-        # check_params re-validates the new value (under a second, output unchanged);
-        # no pretraining stage runs again.
-        assert stages_run(result) == {"check_params", "finetune"}, result.stdout
+        assert stages_run(result) == {"finetune"}, result.stdout
         for stage in ("ingest", "patches", "kmeans", "autoencoder", "simclr", "init_random"):
             assert f"Stage '{stage}' didn't change" in result.stdout, stage
         metrics = json.loads((project / "metrics" / "finetune.json").read_text())
@@ -169,28 +195,16 @@ def test_exp_run_with_another_init_runs_finetune_only(project, init):
         reset(project)
 
 
-def _set_params(project: Path, **changes: object) -> None:
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split("__")
-        node = params
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def test_simclr_temperature_reruns_finetune_only_when_init_is_simclr(project):
     try:
         _set_params(project, simclr__temperature=0.2)
-        assert stages_run(run(project, "dvc", "repro")) == {"check_params", "simclr"}
+        assert stages_run(run(project, "dvc", "repro")) == {"simclr"}
         reset(project)
         _set_params(project, init="simclr")
         run(project, "dvc", "repro")
         _set_params(project, init="simclr", simclr__temperature=0.2)
         rerun = stages_run(run(project, "dvc", "repro"))
-        assert rerun == {"check_params", "simclr", "finetune"}
+        assert rerun == {"simclr", "finetune"}
     finally:
         reset(project)
 
