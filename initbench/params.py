@@ -7,6 +7,7 @@ one-line message that names the key, before any work starts.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import typing
 from dataclasses import dataclass
@@ -295,8 +296,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m initbench.params [PATH]``: the check every stage runs before its work."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="python -m initbench.params",
         description="Validate a params file; exit 1 with a one-line error naming the key.",
