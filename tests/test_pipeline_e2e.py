@@ -202,9 +202,27 @@ def test_simclr_temperature_reruns_finetune_only_when_init_is_simclr(project):
         reset(project)
         _set_params(project, init="simclr")
         run(project, "dvc", "repro")
-        _set_params(project, init="simclr", simclr__temperature=0.2)
+        # 0.3, not 0.2 again: DVC's run cache would restore simclr at 0.2 without running it.
+        _set_params(project, init="simclr", simclr__temperature=0.3)
         rerun = stages_run(run(project, "dvc", "repro"))
         assert rerun == {"simclr", "finetune"}
+    finally:
+        reset(project)
+
+
+def test_going_back_to_earlier_params_restores_every_stage_from_the_run_cache(project):
+    """Plot data is committed (cache: false) yet no stage loses DVC's run cache to it."""
+    try:
+        _set_params(project, seed=5)
+        assert "Stage 'autoencoder' is cached" not in run(project, "dvc", "repro").stdout
+        _set_params(project, seed=0)
+        result = run(project, "dvc", "repro")
+        assert stages_run(result) == set(), result.stdout
+        for stage in ("ingest", "init_random", "patches", "kmeans", "autoencoder", "simclr",
+                      "finetune"):  # fmt: skip
+            assert f"Stage '{stage}' is cached - skipping run" in result.stdout, stage
+        assert run(project, "git", "status", "--porcelain").stdout == ""
+        assert "up to date" in run(project, "dvc", "status").stdout
     finally:
         reset(project)
 
