@@ -26,7 +26,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 def _fail(key: str, message: str) -> typing.NoReturn:
-    raise ParamsError(f"params.yaml: {key} {message}")
+    raise ParamsError(f"{key} {message}")
 
 
 def _check_fraction(key: str, value: float, *, allow_one: bool = False) -> None:
@@ -266,9 +266,12 @@ def _build(cls: type, raw: Any, prefix: str = "") -> Any:
     return cls(**values)
 
 
-def parse_params(raw: Any) -> Params:
-    """Validate a parsed params.yaml mapping. Raises: ParamsError."""
-    return _build(Params, raw)
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping. Raises: ParamsError, ``"<source>: <key> ..."``."""
+    try:
+        return _build(Params, raw)
+    except ParamsError as exc:
+        raise ParamsError(f"{source}: {exc}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -288,10 +291,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(
             f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"
         ) from None
-    try:
-        return parse_params(raw)
-    except ParamsError as exc:  # name the file that was read, not the default
-        raise ParamsError(f"{path}: {str(exc).removeprefix('params.yaml: ')}") from None
+    return parse_params(raw, source=str(path))
 
 
 def main(argv: list[str] | None = None) -> None:
