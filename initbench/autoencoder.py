@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from initbench.data import Split
 from initbench.model import LEAKY_SLOPE, Encoder
-from initbench.train import EVAL_BATCH_SIZE, Normalize, batches, optimize_epoch
+from initbench.train import EVAL_BATCH_SIZE, Normalize, Round, batches, optimize, step_budget
 
 
 class Decoder(nn.Module):
@@ -97,33 +97,37 @@ def train_autoencoder(
     val: Split,
     *,
     epochs: int,
+    min_steps: int,
     lr: float,
     batch_size: int,
     seed: int,
     device: torch.device,
     log: Callable[[str], None] = tqdm.write,
 ) -> AutoencoderResult:
-    """Adam on per-pixel MSE between the decoder's output and the 0..1 input. Labels are unused."""
+    """Adam on per-pixel MSE between the decoder's output and the 0..1 input, for
+    :func:`initbench.train.step_budget` steps; val MSE once a round. Labels are unused."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
+    steps = step_budget(len(train), batch_size, epochs, min_steps)
     history: list[dict[str, float]] = []
 
     def loss_fn(images: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
         images = images.to(device)
         return nn.functional.mse_loss(model(normalize(images)), _targets(images))
 
-    for epoch in range(1, epochs + 1):
-        model.train()
-        train_loss, rate = optimize_epoch(
-            optimizer, train, batch_size, generator, loss_fn, f"autoencoder {epoch}/{epochs}"
-        )
+    def on_round(r: Round) -> None:
         val_loss = reconstruction_loss(model, normalize, val, device)
-        history.append({"epoch": epoch, "train_loss": round(train_loss, 6),
-                        "val_loss": round(val_loss, 6)})  # fmt: skip
-        log(f"epoch {epoch:>3}/{epochs}  train_mse {train_loss:.5f}  val_mse {val_loss:.5f}"
-            f"  {rate:,.0f} img/s")  # fmt: skip
+        history.append({"step": r.step, "epoch": round(r.epoch, 4),
+                        "train_loss": round(r.loss, 6), "val_loss": round(val_loss, 6)})  # fmt: skip
+        log(f"round {r.index:>2}/{r.rounds}  step {r.step:>5}/{steps}  train_mse {r.loss:.5f}"
+            f"  val_mse {val_loss:.5f}  {r.images_per_s:,.0f} img/s")  # fmt: skip
+        model.train()
+
+    model.train()
+    optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
+             loss_fn=loss_fn, on_round=on_round, desc="autoencoder")  # fmt: skip
     return AutoencoderResult(
         history=history,
         train_loss=reconstruction_loss(model, normalize, train, device),
-        val_loss=history[-1]["val_loss"] if history else float("nan"),
+        val_loss=history[-1]["val_loss"],
     )

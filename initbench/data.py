@@ -1,4 +1,10 @@
-"""The decoded dataset on disk (written by ``ingest``) and in memory (read by training stages).
+"""The dataset: its on-disk format, how it is split, and how training stages read it.
+
+This module is the bottom of the data side: :mod:`initbench.ingest` (the image
+decoder) imports it, never the reverse, so training stages never load Pillow's
+decoder. Nor does importing it load torch: ingest's spawned decode workers
+import this module, and torch would cost each of them ~460 MB and seconds.
+Functions that return tensors import torch when called.
 
 On disk, under one folder::
 
@@ -7,23 +13,216 @@ On disk, under one folder::
     classes.json                  class names, index = label
     meta.json                     image_size, channels, train-split mean/std per channel
     manifest.csv                  path,label,class,split for every decoded image
+
+Splits are drawn per *duplicate group*: images with identical decoded pixels
+form one group and always land in the same split, so no test or val image has
+an exact copy in train.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from initbench.errors import DataError
 from initbench.files import write_json, write_npy, write_text
-from initbench.ingest import SPLITS, Dataset, channel_stats
+
+if TYPE_CHECKING:
+    import torch
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """``(train, val, test)`` counts for a class of ``n`` images; val and test get at least 1."""
+    n_val = max(1, math.floor(n * val_fraction + 0.5))
+    n_test = max(1, math.floor(n * test_fraction + 0.5))
+    return n - n_val - n_test, n_val, n_test
+
+
+def min_class_size(val_fraction: float, test_fraction: float) -> int:
+    """The fewest images (or duplicate groups) a class needs for at least one in each split."""
+    n = 3
+    while split_sizes(n, val_fraction, test_fraction)[0] < 1:
+        n += 1
+    return n
+
+
+def duplicate_groups(images: np.ndarray) -> np.ndarray:
+    """Group id of each image; exact duplicates (identical bytes) share one.
+
+    Ids count up from 0 in order of each group's first image, so an array
+    without duplicates gets ``0, 1, ..., N-1``. Images are compared by their
+    BLAKE2b digest (256 bits; a collision is not a practical concern).
+
+    Args:
+        images: ``(N, ...)``, e.g. uint8 ``(N, C, H, W)``; every image has the same shape.
+
+    Returns:
+        int64 ``(N,)``.
+    """
+    first_seen: dict[bytes, int] = {}
+    groups = np.empty(len(images), dtype=np.int64)
+    for i, image in enumerate(images):
+        digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=32).digest()
+        groups[i] = first_seen.setdefault(digest, len(first_seen))
+    return groups
+
+
+def _canonical_groups(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(member_group, first_member)``: groups renumbered ``0..G-1`` by first member.
+
+    ``member_group`` is int64 ``(N,)``, ``first_member`` int64 ``(G,)`` (increasing).
+    """
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.reshape(-1)].astype(np.int64), first[order].astype(np.int64)
+
+
+def duplicate_counts(groups: np.ndarray, labels: np.ndarray) -> dict[str, int]:
+    """How many duplicates ``groups`` (from :func:`duplicate_groups`) holds.
+
+    Args:
+        groups: int64 ``(N,)`` group ids.
+        labels: int64 ``(N,)`` class labels.
+
+    Returns:
+        ``{"groups": groups with more than one image, "images": images beyond the first
+        of each group, "cross_class_groups": groups whose images carry different labels}``.
+    """
+    member_group, first = _canonical_groups(np.asarray(groups))
+    sizes = np.bincount(member_group, minlength=len(first))
+    mixed = labels != labels[first][member_group]
+    cross_class = np.unique(member_group[mixed])
+    return {
+        "groups": int((sizes > 1).sum()),
+        "images": len(member_group) - len(first),
+        "cross_class_groups": len(cross_class),
+    }
+
+
+def group_labels(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The class each group is split under: the label of its first image.
+
+    Returns:
+        int64 ``(G,)``, indexed by group in order of first image.
+    """
+    _, first = _canonical_groups(np.asarray(groups))
+    return np.asarray(labels)[first].astype(np.int64)
+
+
+def stratified_split(
+    labels: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Assign each sample a split (0 train, 1 val, 2 test), class by class, from ``seed``.
+
+    The draw is over groups: each group of exact duplicates (``groups``, e.g. from
+    :func:`duplicate_groups`) is one unit, and every member takes its group's
+    split. A group counts for the class of its first member (the lowest index),
+    even if other members are labelled differently. Every class's groups are split
+    in the same proportions (:func:`split_sizes`), so class balance holds in each
+    split. Without ``groups``, or when every group has one member, the result is
+    the plain per-sample draw (identical bytes for the same ``seed``).
+
+    Args:
+        labels: int64 ``(N,)``.
+        groups: ``(N,)`` group ids; any ids, only which samples share one matters.
+
+    Returns:
+        int64 ``(N,)``.
+
+    Raises:
+        ValueError: if ``groups`` has the wrong length, or a class has fewer than
+            :func:`min_class_size` groups.
+    """
+    labels = np.asarray(labels)
+    if groups is None:
+        member_group, first = np.arange(len(labels)), np.arange(len(labels))
+    else:
+        if len(groups) != len(labels):
+            raise ValueError(f"groups has {len(groups)} entries for {len(labels)} labels")
+        member_group, first = _canonical_groups(np.asarray(groups))
+    unit_labels = labels[first]
+    needed = min_class_size(val_fraction, test_fraction)
+    rng = np.random.default_rng(seed)
+    unit_split = np.zeros(len(first), dtype=np.int64)
+    for label in np.unique(unit_labels):
+        members = rng.permutation(np.flatnonzero(unit_labels == label))
+        if len(members) < needed:
+            raise ValueError(
+                f"class {label} has {len(members)} group(s); needs at least {needed} "
+                f"for val_fraction={val_fraction:g}, test_fraction={test_fraction:g}"
+            )
+        n_train, n_val, _ = split_sizes(len(members), val_fraction, test_fraction)
+        unit_split[members[n_train : n_train + n_val]] = 1
+        unit_split[members[n_train + n_val :]] = 2
+    return unit_split[member_group]
+
+
+# --------------------------------------------------------------------------- in memory
+
+
+@dataclass
+class Dataset:
+    """Decoded images and their split, as ingest produces them.
+
+    ``images`` uint8 ``(N, C, H, W)``; ``labels``, ``split`` and ``groups`` (duplicate
+    group ids, see :func:`duplicate_groups`) int64 ``(N,)``; ``paths`` relative to the
+    image folder; ``skipped`` ``[{"path", "reason"}]``; ``ignored`` ``{kind: [path]}``.
+    """
+
+    classes: list[str]
+    paths: list[str]
+    images: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    groups: np.ndarray
+    skipped: list[dict[str, str]]
+    ignored: dict[str, list[str]]
+
+    def subset(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, labels)`` of one split: uint8 ``(n, C, H, W)``, int64 ``(n,)``."""
+        mask = self.split == SPLITS.index(split_name)
+        return self.images[mask], self.labels[mask]
+
+
+def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 ``(N, C, H, W)`` images, on the 0..1 scale.
+
+    Exact integer sums, ``chunk`` images at a time, so memory stays small for large datasets.
+    """
+    total = np.zeros(images.shape[1], dtype=np.int64)
+    total_sq = np.zeros(images.shape[1], dtype=np.int64)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].astype(np.int64)
+        total += block.sum(axis=(0, 2, 3))
+        total_sq += (block * block).sum(axis=(0, 2, 3))
+    pixels = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
+    mean = total / pixels
+    std = np.sqrt(np.maximum(total_sq / pixels - mean**2, 0.0))
+    std = np.where(std > 0, std, 255.0)
+    return [round(float(m) / 255, 6) for m in mean], [round(float(s) / 255, 6) for s in std]
+
+
+# --------------------------------------------------------------------------- on disk
 
 
 def save_dataset(out_dir: str | os.PathLike[str], dataset: Dataset) -> dict:
@@ -82,6 +281,8 @@ def load_dataset(folder: str | os.PathLike[str]) -> ArrayData:
     Raises:
         DataError: if a file is missing (the ingest stage has not run).
     """
+    import torch
+
     folder = Path(folder)
     try:
         classes = json.loads((folder / "classes.json").read_text())
@@ -110,6 +311,8 @@ def label_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tens
 
     ``fraction == 1`` returns every index.
     """
+    import torch
+
     if fraction >= 1:
         return torch.arange(len(labels))
     generator = torch.Generator().manual_seed(seed)

@@ -17,12 +17,16 @@ into three channels when ``channels == 3``.
 A file that cannot be decoded (empty, truncated, corrupt, not an image) is
 skipped and reported with its reason. Hidden files and files with other
 extensions are ignored and counted.
+
+Exact duplicates (identical decoded arrays) are found by hashing, here in the
+main process, and each group of them is kept in one split. The format, the
+split logic and :class:`Dataset` live in :mod:`initbench.data`, which this
+module imports (never the reverse).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import multiprocessing
 import os
 import warnings
@@ -35,10 +39,18 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from initbench.data import (
+    SPLITS,
+    Dataset,
+    duplicate_counts,
+    duplicate_groups,
+    group_labels,
+    min_class_size,
+    stratified_split,
+)
 from initbench.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 
 
@@ -187,69 +199,24 @@ def decode_all(
         return list(progress(pool.map(work, paths, chunksize=chunk)))
 
 
-def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
-    """``(train, val, test)`` counts for a class of ``n`` images; val and test get at least 1."""
-    n_val = max(1, math.floor(n * val_fraction + 0.5))
-    n_test = max(1, math.floor(n * test_fraction + 0.5))
-    return n - n_val - n_test, n_val, n_test
-
-
-def min_class_size(val_fraction: float, test_fraction: float) -> int:
-    """The fewest images a class needs for at least one image in each split."""
-    n = 3
-    while split_sizes(n, val_fraction, test_fraction)[0] < 1:
-        n += 1
-    return n
-
-
-def stratified_split(
-    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
-) -> np.ndarray:
-    """Assign each sample a split (0 train, 1 val, 2 test), class by class, from ``seed``.
-
-    Every class is split in the same proportions, so class balance holds in
-    each split. Assumes every class has at least :func:`min_class_size` samples.
-    """
-    rng = np.random.default_rng(seed)
-    split = np.zeros(len(labels), dtype=np.int64)
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_train, n_val, _ = split_sizes(len(members), val_fraction, test_fraction)
-        split[members[n_train : n_train + n_val]] = 1
-        split[members[n_train + n_val :]] = 2
-    return split
-
-
-@dataclass
-class Dataset:
-    """Decoded images: ``images`` uint8 ``(N, C, H, W)``, ``labels``/``split`` int64 ``(N,)``."""
-
-    classes: list[str]
-    paths: list[str]
-    images: np.ndarray
-    labels: np.ndarray
-    split: np.ndarray
-    skipped: list[dict[str, str]]
-    ignored: dict[str, list[str]]
-
-    def subset(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
-        mask = self.split == SPLITS.index(split_name)
-        return self.images[mask], self.labels[mask]
-
-
 def ingest(
     root: str | os.PathLike[str],
     image_size: int,
     channels: int,
     val_fraction: float,
     test_fraction: float,
-    seed: int,
+    split_seed: int,
     workers: int | None = None,
 ) -> Dataset:
     """Scan, decode and split a class-folder tree. ``root`` is only read, never written.
 
+    Exact duplicates (identical decoded pixels) are grouped and each group lands in
+    one split (see :func:`initbench.data.stratified_split`), so no val or test image
+    has a copy in train. A picture filed under two classes keeps both labels.
+
     Raises:
-        DataError: no images, fewer than 2 classes, or a class with too few usable images.
+        DataError: no images, fewer than 2 classes, or a class with too few usable
+            (or too few distinct) images.
     """
     scan = scan_folder(root)
     relpaths = [rel for rel, _ in scan.files]
@@ -263,47 +230,41 @@ def ingest(
     labels = np.array([label for _, label, _ in kept], dtype=np.int64)
     counts = np.bincount(labels, minlength=len(scan.classes))
     needed = min_class_size(val_fraction, test_fraction)
+    fractions = f"val_fraction={val_fraction:g}, test_fraction={test_fraction:g}"
     for label, count in enumerate(counts):
         if count < needed:
             n_skipped = sum(1 for s in skipped if s["path"].split("/", 1)[0] == scan.classes[label])
             detail = f" ({n_skipped} more skipped as unreadable)" if n_skipped else ""
             raise DataError(
                 f"{scan.root / scan.classes[label]}/: {count} usable image(s){detail}; a class "
-                f"needs at least {needed} for train/val/test splits of "
-                f"val_fraction={val_fraction:g}, test_fraction={test_fraction:g}. "
+                f"needs at least {needed} for train/val/test splits of {fractions}. "
                 "Add images or remove the folder"
             )
     if kept:
         images = np.stack([array for _, _, array in kept])
     else:  # unreachable: every class has >= 3 images here
         images = np.zeros((0, channels, image_size, image_size), dtype=np.uint8)
+    groups = duplicate_groups(images)
+    distinct = np.bincount(group_labels(groups, labels), minlength=len(scan.classes))
+    for label, count in enumerate(distinct):
+        if count < needed:
+            raise DataError(
+                f"{scan.root / scan.classes[label]}/: {counts[label]} usable image(s) but only "
+                f"{count} distinct once exact duplicates are grouped (a picture also filed "
+                "under another class counts for the class of its first path); a class needs "
+                f"at least {needed} distinct for train/val/test splits of {fractions}. "
+                "Add images or remove the duplicates"
+            )
     return Dataset(
         classes=scan.classes,
         paths=[rel for rel, _, _ in kept],
         images=images,
         labels=labels,
-        split=stratified_split(labels, val_fraction, test_fraction, seed),
+        split=stratified_split(labels, val_fraction, test_fraction, split_seed, groups),
+        groups=groups,
         skipped=skipped,
         ignored=scan.ignored,
     )
-
-
-def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 ``(N, C, H, W)`` images, on the 0..1 scale.
-
-    Exact integer sums, ``chunk`` images at a time, so memory stays small for large datasets.
-    """
-    total = np.zeros(images.shape[1], dtype=np.int64)
-    total_sq = np.zeros(images.shape[1], dtype=np.int64)
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk].astype(np.int64)
-        total += block.sum(axis=(0, 2, 3))
-        total_sq += (block * block).sum(axis=(0, 2, 3))
-    pixels = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
-    mean = total / pixels
-    std = np.sqrt(np.maximum(total_sq / pixels - mean**2, 0.0))
-    std = np.where(std > 0, std, 255.0)
-    return [round(float(m) / 255, 6) for m in mean], [round(float(s) / 255, 6) for s in std]
 
 
 def summary(dataset: Dataset) -> dict:
@@ -312,7 +273,10 @@ def summary(dataset: Dataset) -> dict:
     Returns:
         ``{"images", "classes", "split": {split: n}, "per_class": [{"class", split: n}],
         "skipped": {"count", "files": [{"path", "reason"}]}, "ignored": {kind: n},
-        "ignored_files": {kind: [path]}}``
+        "ignored_files": {kind: [path]}, "duplicates": {"groups", "images",
+        "cross_class_groups"}}``, where ``duplicates`` counts groups of more than one
+        identical image, the images beyond the first of each group, and the groups
+        whose images sit in more than one class folder.
     """
     # A list, not a dict keyed by class: `dvc metrics show` tabulates only the scalars,
     # so the table stays readable with 10 or 100 classes.
@@ -330,4 +294,5 @@ def summary(dataset: Dataset) -> dict:
         "skipped": {"count": len(dataset.skipped), "files": dataset.skipped},
         "ignored": {kind: len(paths) for kind, paths in dataset.ignored.items()},
         "ignored_files": dataset.ignored,
+        "duplicates": duplicate_counts(dataset.groups, dataset.labels),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,50 @@ INIT_STRATEGIES: tuple[str, ...] = ("random", "autoencoder", "simclr", "kmeans")
 #: conv1's kernel size in initbench.model; k-means patches must match it.
 CONV1_KERNEL = 3
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 core-schema scalars, as DVC reads and writes them.
+
+    PyYAML follows YAML 1.1, where ``1e-05`` (how DVC writes ``-S lr=1e-5``) and ``1e-3`` are
+    strings and ``yes``/``no`` are booleans; in YAML 1.2 the former are floats and the latter
+    strings. Ints are decimal or ``0x``/``0o``; ``010`` is ten, not octal.
+    """
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":bool", ":int", ":float"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    return int(text, 0) if text.startswith(("0x", "0o")) else int(text)
+
+
+Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text the way DVC does (YAML 1.2 scalars). Raises: yaml.YAMLError."""
+    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _fail(key: str, message: str) -> typing.NoReturn:
@@ -41,8 +86,11 @@ def _check_min(key: str, value: float, minimum: float) -> None:
         _fail(key, f"must be >= {minimum}, got {value}")
 
 
-def _check_training(section: str, epochs: int, lr: float, batch_size: int) -> None:
+def _check_training(
+    section: str, epochs: int, min_steps: int, lr: float, batch_size: int
+) -> None:
     _check_min(f"{section}.epochs", epochs, 1)
+    _check_min(f"{section}.min_steps", min_steps, 0)
     _check_min(f"{section}.batch_size", batch_size, 1)
     if not lr > 0:
         _fail(f"{section}.lr", f"must be > 0, got {lr}")
@@ -56,8 +104,10 @@ class DataParams:
     channels: int
     val_fraction: float
     test_fraction: float
+    split_seed: int
 
     def __post_init__(self) -> None:
+        _check_min("data.split_seed", self.split_seed, 0)
         if self.channels not in (1, 3):
             _fail("data.channels", f"must be 1 (grayscale) or 3 (RGB), got {self.channels}")
         _check_min("data.image_size", self.image_size, 1)
@@ -106,6 +156,7 @@ class PatchesParams:
     size: int
     per_image: int
     max_images: int
+    min_std: float
     whiten: bool
     epsilon: float
 
@@ -114,6 +165,7 @@ class PatchesParams:
             _fail("patches.size", f"must equal conv1's kernel size {CONV1_KERNEL}, got {self.size}")
         _check_min("patches.per_image", self.per_image, 1)
         _check_min("patches.max_images", self.max_images, 1)
+        _check_min("patches.min_std", self.min_std, 0)
         if not self.epsilon > 0:
             _fail("patches.epsilon", f"must be > 0, got {self.epsilon}")
 
@@ -133,11 +185,12 @@ class AutoencoderParams:
     """Convolutional autoencoder pretraining of the encoder (MSE reconstruction)."""
 
     epochs: int
+    min_steps: int
     lr: float
     batch_size: int
 
     def __post_init__(self) -> None:
-        _check_training("autoencoder", self.epochs, self.lr, self.batch_size)
+        _check_training("autoencoder", self.epochs, self.min_steps, self.lr, self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -145,13 +198,14 @@ class SimclrParams:
     """SimCLR contrastive pretraining (Chen et al. 2020)."""
 
     epochs: int
+    min_steps: int
     lr: float
     batch_size: int
     temperature: float
     projection_dim: int
 
     def __post_init__(self) -> None:
-        _check_training("simclr", self.epochs, self.lr, self.batch_size)
+        _check_training("simclr", self.epochs, self.min_steps, self.lr, self.batch_size)
         if self.batch_size < 2:
             _fail(
                 "simclr.batch_size",
@@ -167,14 +221,61 @@ class FinetuneParams:
     """Supervised training of the classifier from an init checkpoint."""
 
     epochs: int
+    min_steps: int
     lr: float
     batch_size: int
     label_fraction: float
     freeze_encoder: bool
 
     def __post_init__(self) -> None:
-        _check_training("finetune", self.epochs, self.lr, self.batch_size)
+        _check_training("finetune", self.epochs, self.min_steps, self.lr, self.batch_size)
         _check_fraction("finetune.label_fraction", self.label_fraction, allow_one=True)
+
+
+@dataclass(frozen=True)
+class LinearProbeParams:
+    """Multinomial logistic regression on the frozen encoder's features (scikit-learn)."""
+
+    C: float  # noqa: N815 (scikit-learn's name: inverse L2 regularization strength)
+    max_iter: int
+
+    def __post_init__(self) -> None:
+        if not self.C > 0:
+            _fail("linear_probe.C", f"must be > 0, got {self.C}")
+        _check_min("linear_probe.max_iter", self.max_iter, 1)
+
+
+def _check_unique(key: str, values: list[Any]) -> None:
+    if not values:
+        _fail(key, "must list at least one value")
+    repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if repeated:
+        _fail(key, f"lists {repeated[0]!r} more than once")
+
+
+@dataclass(frozen=True)
+class CompareParams:
+    """The comparison: every init x seed x label fraction, fine-tuned and linearly probed,
+    paired by seed."""
+
+    inits: list[str]
+    seeds: list[int]
+    label_fractions: list[float]
+
+    def __post_init__(self) -> None:
+        _check_unique("compare.inits", self.inits)
+        for name in self.inits:
+            if name not in INIT_STRATEGIES:
+                _fail("compare.inits",
+                      f"entries must be among: {', '.join(INIT_STRATEGIES)} (got {name!r})")  # fmt: skip
+        if "random" not in self.inits:
+            _fail("compare.inits", "must include random: every init is compared with it")
+        _check_unique("compare.seeds", self.seeds)
+        for seed in self.seeds:
+            _check_min("compare.seeds", seed, 0)
+        _check_unique("compare.label_fractions", self.label_fractions)
+        for fraction in self.label_fractions:
+            _check_fraction("compare.label_fractions", fraction, allow_one=True)
 
 
 @dataclass(frozen=True)
@@ -191,6 +292,8 @@ class Params:
     autoencoder: AutoencoderParams
     simclr: SimclrParams
     finetune: FinetuneParams
+    linear_probe: LinearProbeParams
+    compare: CompareParams
 
     def __post_init__(self) -> None:
         if self.init not in INIT_STRATEGIES:
@@ -198,6 +301,12 @@ class Params:
         if self.device not in DEVICES:
             _fail("device", f"must be one of: {', '.join(DEVICES)} (got {self.device!r})")
         _check_min("seed", self.seed, 0)
+        if self.seed not in self.compare.seeds:
+            _fail(
+                "seed",
+                f"must be one of compare.seeds {self.compare.seeds}, the seeds pretraining runs "
+                f"for (got {self.seed}); add it there",
+            )
         if self.kmeans.clusters != self.model.channels[0]:
             _fail(
                 "kmeans.clusters",
@@ -284,7 +393,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except (OSError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

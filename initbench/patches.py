@@ -1,10 +1,15 @@
-"""Random image patches, per-patch contrast normalization and ZCA whitening.
+"""Random image patches, flat-patch removal, per-patch contrast normalization and ZCA whitening.
 
 The preprocessing of Coates, Lee & Ng (2011), "An analysis of single-layer
 networks in unsupervised feature learning" (AISTATS), also used by Coates & Ng
 (2011), "The importance of encoding versus training with sparse coding and
-vector quantization" (ICML): sample small patches, normalize each patch's
-brightness and contrast, whiten the set with ZCA, then cluster.
+vector quantization" (ICML), and laid out in Coates & Ng (2012), "Learning
+feature representations with K-means" (Neural Networks: Tricks of the Trade):
+sample small patches, normalize each patch's brightness and contrast, whiten
+the set with ZCA, then cluster. Patches with (almost) no contrast are dropped
+first (:func:`drop_flat`): contrast normalization cannot give them a direction,
+and on silhouette images they are about half of all patches, enough for k-means
+to spend a centroid on them.
 
 A patch is flattened in ``(C, kh, kw)`` order, the order of the last three dims
 of a ``Conv2d`` weight, so ``patch @ weight.reshape(k, -1).T`` is the conv's
@@ -14,8 +19,12 @@ from a seeded ``numpy.random.Generator``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from initbench.errors import DataError
 
 # Coates & Ng add 10 to the patch variance for 0..255 pixels; for pixels standardized by
 # a channel std sigma (0..1 scale) that is 10 / (255 * sigma)**2, about 1.7e-3 to 3.8e-3 for
@@ -88,6 +97,100 @@ def sample_patches(
     # Advanced indices around a slice: the indexed axis comes first -> (M, C, size, size).
     patches = windows[image, :, row, col]
     return patches.reshape(len(image), channels * size * size).astype(np.float32)
+
+
+def patch_std(patches: np.ndarray) -> np.ndarray:
+    """Each patch's (population) std over all its values, channels included.
+
+    Args:
+        patches: ``(M, D)``.
+
+    Returns:
+        float64 ``(M,)``.
+
+    Raises:
+        ValueError: ``patches`` is not 2-D.
+    """
+    return _as_patch_matrix(patches).astype(np.float64).std(axis=1)
+
+
+def drop_flat(patches: np.ndarray, min_std: float) -> np.ndarray:
+    """The patches whose std (:func:`patch_std`) is above ``min_std``, in their order.
+
+    A patch with std ``<= min_std`` is flat: background, or a few grey levels of
+    resampling noise. ``min_std = 0`` drops only constant patches, which contrast
+    normalization maps to all zeros. ``sqrt(CONTRAST_EPS) = 0.1`` drops the patches
+    that :func:`normalize_contrast` shrinks by more than ``1/sqrt(2)``; on the
+    embedded silhouettes (1 grey level = 0.01) k-means still spends a centroid of
+    near-zero norm on low-contrast patches at 0.005, none from 0.01 up.
+
+    Args:
+        patches: ``(M, D)``, in the space the conv sees (standardized pixels).
+        min_std: threshold in the same units as the patch values.
+
+    Returns:
+        ``(K, D)``, ``K <= M``, same dtype: the kept rows.
+
+    Raises:
+        ValueError: ``patches`` is not 2-D, or ``min_std`` is negative or not finite.
+        DataError: fewer than 2 patches are left (nothing to whiten or cluster).
+    """
+    patches = _as_patch_matrix(patches)
+    if not (min_std >= 0 and np.isfinite(min_std)):
+        raise ValueError(f"min_std is {min_std}; pass a finite value >= 0")
+    kept = patches[patch_std(patches) > min_std]
+    if len(kept) < 2:
+        raise DataError(
+            f"{len(kept)} of {len(patches)} sampled patches have std above "
+            f"patches.min_std={min_std:g} (the rest are flat); lower patches.min_std, raise "
+            "patches.per_image or patches.max_images, or check that the images are not blank"
+        )
+    return kept
+
+
+@dataclass(frozen=True)
+class PreparedPatches:
+    """What k-means needs, from :func:`prepare_patches`. ``K`` kept patches of ``D`` values."""
+
+    kept: np.ndarray  # float32 (K, D): raw patches that are not flat, in the conv's input space
+    whitened: np.ndarray  # float32 (K, D): contrast-normalized, then ZCA-whitened
+    zca_mean: np.ndarray  # float64 (D,): zeros without whitening
+    zca_matrix: np.ndarray  # float64 (D, D): identity without whitening
+    sampled: int  # M, patches before dropping flat ones
+    dropped_flat: int  # M - K
+
+
+def prepare_patches(
+    raw: np.ndarray, min_std: float, whiten: bool, epsilon: float
+) -> PreparedPatches:
+    """Drop flat patches, normalize contrast, fit and apply ZCA on the kept ones only.
+
+    Args:
+        raw: ``(M, D)`` from :func:`sample_patches`.
+        min_std: see :func:`drop_flat`. whiten, epsilon: see :func:`fit_zca`.
+
+    Returns:
+        A :class:`PreparedPatches`.
+
+    Raises:
+        ValueError, DataError: as :func:`drop_flat` and :func:`fit_zca`.
+    """
+    raw = _as_patch_matrix(raw)
+    kept = drop_flat(raw, min_std).astype(np.float32)
+    normalized = normalize_contrast(kept)
+    dim = raw.shape[1]
+    if whiten:
+        mean, matrix = fit_zca(normalized, epsilon)
+    else:
+        mean, matrix = np.zeros(dim), np.eye(dim)
+    return PreparedPatches(
+        kept=kept,
+        whitened=apply_zca(normalized, mean, matrix),
+        zca_mean=mean,
+        zca_matrix=matrix,
+        sampled=len(raw),
+        dropped_flat=len(raw) - len(kept),
+    )
 
 
 def normalize_contrast(patches: np.ndarray, eps: float = CONTRAST_EPS) -> np.ndarray:

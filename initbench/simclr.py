@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 from tqdm import tqdm
 
@@ -21,9 +20,12 @@ from initbench.augment import AugmentConfig, simclr_view
 from initbench.data import Split
 from initbench.losses import nt_xent
 from initbench.model import Encoder
-from initbench.train import EVAL_BATCH_SIZE, Normalize, batches, optimize_epoch
+from initbench.probes import encode, knn_accuracy, recalibrate_batchnorm
+from initbench.train import Normalize, Round, optimize, step_budget
 
-KNN_NEIGHBORS = 20
+#: The kNN probe runs before training and at most this many times during it (it costs
+#: three encoder passes over the train images).
+KNN_PROBES = 5
 
 
 class ProjectionHead(nn.Module):
@@ -53,30 +55,16 @@ class SimCLR(nn.Module):
         return self.head(self.encoder(x))
 
 
-@torch.no_grad()
-def encode(
-    encoder: Encoder, normalize: Normalize, split: Split, device: torch.device
-) -> np.ndarray:
-    """Flattened encoder features ``(N, D)`` of ``split``, in eval mode."""
-    encoder.eval()
-    features = [
-        encoder(normalize(images.to(device))).flatten(1).cpu()
-        for images, _ in batches(split, EVAL_BATCH_SIZE)
-    ]
-    return torch.cat(features).numpy()
-
-
-def knn_accuracy(
+def probe_knn(
     encoder: Encoder, normalize: Normalize, train: Split, val: Split, device: torch.device
 ) -> float:
-    """kNN probe of a frozen encoder: cosine distance, k=20 (at most the train size),
-    fit on train features and labels, scored on val."""
-    train_features = encode(encoder, normalize, train, device)
-    val_features = encode(encoder, normalize, val, device)
-    k = min(KNN_NEIGHBORS, len(train))
-    probe = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
-    probe.fit(train_features, train.labels.numpy())
-    return float(probe.score(val_features, val.labels.numpy()))
+    """kNN probe of the frozen encoder after precise BatchNorm on the train images
+    (:mod:`initbench.probes`): fit on train features and labels, scored on val."""
+    recalibrate_batchnorm(encoder, normalize, train.images, device)
+    return knn_accuracy(
+        encode(encoder, normalize, train.images, device), train.labels.numpy(),
+        encode(encoder, normalize, val.images, device), val.labels.numpy(),
+    )  # fmt: skip
 
 
 @dataclass
@@ -95,6 +83,7 @@ def train_simclr(
     val: Split,
     *,
     epochs: int,
+    min_steps: int,
     lr: float,
     batch_size: int,
     temperature: float,
@@ -103,20 +92,21 @@ def train_simclr(
     augment: AugmentConfig | None = None,
     log: Callable[[str], None] = tqdm.write,
 ) -> SimclrResult:
-    """Adam on NT-Xent over two seeded random views per image. Train labels are used only by
-    the kNN probe that monitors the frozen encoder after each epoch and before the first."""
+    """Adam on NT-Xent over two seeded random views per image, for
+    :func:`initbench.train.step_budget` steps. Train labels are used only by the kNN probe
+    that monitors the frozen encoder before training and at up to :data:`KNN_PROBES`
+    rounds (always the last)."""
     augment = augment or AugmentConfig()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order_generator = torch.Generator().manual_seed(seed)
     view_generator = torch.Generator().manual_seed(seed + 1)
-    random_knn = knn_accuracy(model.encoder, normalize, train, val, device)
-    log(f"epoch   0/{epochs}  knn_val_acc {random_knn:.4f} (initial encoder)")
+    steps = step_budget(len(train), batch_size, epochs, min_steps)
+    random_knn = probe_knn(model.encoder, normalize, train, val, device)
+    log(f"step     0/{steps}  knn_val_acc {random_knn:.4f} (initial encoder)")
     history: list[dict[str, float]] = []
     rates = []
 
-    def loss_fn(images: torch.Tensor, _: torch.Tensor) -> torch.Tensor | None:
-        if len(images) < 2:  # a last batch of one image has no negatives
-            return None
+    def loss_fn(images: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
         images = images.to(device).float() / 255.0
         view1 = simclr_view(images, view_generator, augment)
         view2 = simclr_view(images, view_generator, augment)
@@ -124,20 +114,25 @@ def train_simclr(
         z2 = model(normalize.standardize(view2))
         return nt_xent(z1, z2, temperature)
 
-    for epoch in range(1, epochs + 1):
-        model.train()
-        loss, rate = optimize_epoch(
-            optimizer, train, batch_size, order_generator, loss_fn, f"simclr {epoch}/{epochs}"
-        )
-        rates.append(rate)
-        knn = knn_accuracy(model.encoder, normalize, train, val, device)
-        history.append({"epoch": epoch, "loss": round(loss, 6), "knn_accuracy": knn})
-        log(f"epoch {epoch:>3}/{epochs}  nt_xent {loss:.4f}  knn_val_acc {knn:.4f}"
-            f"  {rate:,.0f} pairs/s")  # fmt: skip
+    def on_round(r: Round) -> None:
+        rates.append(r.images_per_s)
+        row = {"step": r.step, "epoch": round(r.epoch, 4), "loss": round(r.loss, 6)}
+        probe_every = -(-r.rounds // KNN_PROBES)  # ceil
+        if r.index % probe_every == 0 or r.index == r.rounds:
+            row["knn_accuracy"] = probe_knn(model.encoder, normalize, train, val, device)
+            model.train()
+        history.append(row)
+        knn = f"  knn_val_acc {row['knn_accuracy']:.4f}" if "knn_accuracy" in row else ""
+        log(f"round {r.index:>2}/{r.rounds}  step {r.step:>5}/{steps}  nt_xent {r.loss:.4f}"
+            f"{knn}  {r.images_per_s:,.0f} pairs/s")  # fmt: skip
+
+    model.train()
+    optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=order_generator,
+             loss_fn=loss_fn, on_round=on_round, desc="simclr")  # fmt: skip
     return SimclrResult(
         history=history,
-        loss=history[-1]["loss"] if history else float("nan"),
-        knn_accuracy=history[-1]["knn_accuracy"] if history else random_knn,
+        loss=history[-1]["loss"],
+        knn_accuracy=history[-1]["knn_accuracy"],
         random_init_knn_accuracy=random_knn,
-        pairs_per_s=float(np.mean(rates)) if rates else 0.0,
+        pairs_per_s=float(np.mean(rates)),
     )

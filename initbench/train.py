@@ -1,8 +1,14 @@
-"""Seeding, devices, and the small supervised loop: ``train_one_epoch`` and ``evaluate``."""
+"""Seeding, devices, the training budget, and the small supervised loop: ``fit`` and ``evaluate``.
+
+Every trainer here runs a budget of optimizer steps rather than a fixed number of
+epochs: ``max(epochs passes over the data, min_steps)`` (see :func:`step_budget`). A
+fixed epoch count gives a 70-image label subset 20 Adam steps where the full train
+split gets 1,100, so a low-label comparison would mostly measure under-training.
+"""
 
 from __future__ import annotations
 
-import copy
+import math
 import os
 import random
 import time
@@ -19,6 +25,9 @@ from initbench.data import Split
 from initbench.errors import InitbenchError
 
 EVAL_BATCH_SIZE = 512
+#: At most this many rounds (progress lines, val evaluations, history rows) per run: one
+#: per epoch when there are at most this many epochs, else evenly spaced steps.
+MAX_ROUNDS = 20
 
 
 def set_seed(seed: int) -> None:
@@ -78,70 +87,88 @@ def batches(
         yield split.images[index], split.labels[index]
 
 
-def optimize_epoch(
-    optimizer: torch.optim.Optimizer,
-    split: Split,
-    batch_size: int,
-    generator: torch.Generator,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None],
-    desc: str,
-) -> tuple[float, float]:
-    """One optimizer pass over ``split`` in a seeded random order, with a progress bar.
+def step_budget(n_images: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """Optimizer steps for ``epochs`` passes over ``n_images``, and at least ``min_steps``.
 
-    ``loss_fn(images, labels)`` gets each CPU batch and returns its mean loss, or ``None``
-    to skip the batch. Returns the mean loss per image and the images per second. The
-    caller sets train/eval modes.
+    A batch is ``min(batch_size, n_images)`` images, so a small set is one batch a step.
+
+    Raises:
+        ValueError: ``n_images`` or ``batch_size`` is below 1.
     """
-    loss_sum, seen, start = 0.0, 0, time.perf_counter()
-    n_batches = (len(split) + batch_size - 1) // batch_size
-    bar = tqdm(batches(split, batch_size, generator), total=n_batches, desc=desc, leave=False)
-    for images, labels in bar:
-        loss = loss_fn(images, labels)
-        if loss is None:
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.item() * len(images)
-        seen += len(images)
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-    return loss_sum / max(seen, 1), seen / max(time.perf_counter() - start, 1e-9)
+    if n_images < 1 or batch_size < 1:
+        raise ValueError(f"need at least one image and batch_size >= 1, got {n_images}, {batch_size}")
+    per_epoch = math.ceil(n_images / min(batch_size, n_images))
+    return max(epochs * per_epoch, min_steps)
+
+
+def round_ends(steps: int, steps_per_epoch: int, max_rounds: int = MAX_ROUNDS) -> list[int]:
+    """The step counts at which a round ends: each epoch's end when there are at most
+    ``max_rounds`` epochs (the last one possibly cut short), else ``max_rounds`` evenly
+    spaced steps. The last entry is always ``steps``."""
+    epochs = math.ceil(steps / steps_per_epoch)
+    if epochs <= max_rounds:
+        return [min(e * steps_per_epoch, steps) for e in range(1, epochs + 1)]
+    return sorted({max(1, round(steps * r / max_rounds)) for r in range(1, max_rounds + 1)})
 
 
 @dataclass
-class EpochStats:
-    loss: float
-    accuracy: float
+class Round:
+    """What :func:`optimize` reports at the end of each round."""
+
+    index: int  # 1-based
+    rounds: int
+    step: int  # optimizer steps done so far
+    epoch: float  # passes over the data done so far (step / steps per epoch)
+    loss: float  # mean loss per image over the round
     images_per_s: float
 
 
-def train_one_epoch(
-    model: nn.Module,
-    normalize: Normalize,
-    split: Split,
+def optimize(
     optimizer: torch.optim.Optimizer,
+    split: Split,
+    *,
     batch_size: int,
+    steps: int,
     generator: torch.Generator,
-    device: torch.device,
-    freeze_encoder: bool = False,
-    desc: str = "train",
-) -> EpochStats:
-    """One pass over ``split`` in a seeded random order. With ``freeze_encoder`` the encoder
-    stays in eval mode, so its BatchNorm statistics do not move either."""
-    model.train()
-    if freeze_encoder:
-        model.encoder.eval()
-    correct = 0
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    on_round: Callable[[Round], None],
+    desc: str,
+    max_rounds: int = MAX_ROUNDS,
+) -> None:
+    """Run ``steps`` optimizer steps over seeded reshuffled passes of ``split``.
 
-    def loss_fn(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        nonlocal correct
-        images, labels = images.to(device), labels.to(device)
-        logits = model(normalize(images))
-        correct += (logits.argmax(1) == labels).sum().item()
-        return nn.functional.cross_entropy(logits, labels)
-
-    loss, rate = optimize_epoch(optimizer, split, batch_size, generator, loss_fn, desc)
-    return EpochStats(loss, correct / max(len(split), 1), rate)
+    ``loss_fn(images, labels)`` gets each CPU batch of ``min(batch_size, len(split))`` images
+    and returns its mean loss. A pass whose last batch would hold a single image skips it
+    (BatchNorm in train mode cannot normalize one value per channel; the next pass is
+    shuffled anew, so no image is left out for good). ``on_round`` is called at each of
+    :func:`round_ends`. The caller sets train/eval modes (and may change them in
+    ``on_round``; they are not restored).
+    """
+    batch_size = min(batch_size, len(split))
+    per_epoch = math.ceil(len(split) / batch_size)
+    ends = round_ends(steps, per_epoch, max_rounds)
+    step, loss_sum, seen, start = 0, 0.0, 0, time.perf_counter()
+    with tqdm(total=steps, desc=desc, leave=False, unit="step") as bar:
+        while step < steps:
+            for images, labels in batches(split, batch_size, generator):
+                if len(images) < 2 <= len(split):
+                    continue
+                loss = loss_fn(images, labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                loss_sum += loss.item() * len(images)
+                seen += len(images)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+                if step in ends:
+                    elapsed = max(time.perf_counter() - start, 1e-9)
+                    on_round(Round(ends.index(step) + 1, len(ends), step, step / per_epoch,
+                                   loss_sum / seen, seen / elapsed))  # fmt: skip
+                    loss_sum, seen, start = 0.0, 0, time.perf_counter()
+                if step == steps:
+                    break
 
 
 @dataclass
@@ -180,41 +207,72 @@ def fit(
     val: Split,
     *,
     epochs: int,
+    min_steps: int,
     lr: float,
     batch_size: int,
     seed: int,
     device: torch.device,
     freeze_encoder: bool = False,
     log: Callable[[str], None] = tqdm.write,
-) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
-    """Train with Adam, validating each epoch. Returns the per-epoch history and the
-    weights of the epoch with the best val accuracy (earliest on ties)."""
+) -> list[dict[str, float]]:
+    """Train with Adam for :func:`step_budget` steps; the model keeps its final weights.
+
+    There is no best-epoch selection: picking the epoch on 1,000 labelled val images would
+    use more labels than a low-label run trains on. ``val`` is only watched, once a round,
+    so the history shows whether training reached a plateau.
+
+    With ``freeze_encoder`` only the head trains and the encoder stays in eval mode; call
+    :func:`initbench.probes.recalibrate_batchnorm` first so its BatchNorm statistics fit
+    the data.
+
+    Returns:
+        One row a round: ``step``, ``epoch``, ``train_loss``, ``train_accuracy``,
+        ``val_loss``, ``val_accuracy``.
+    """
     if freeze_encoder:
         for parameter in model.encoder.parameters():
             parameter.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr)
     generator = torch.Generator().manual_seed(seed)
+    steps = step_budget(len(train), batch_size, epochs, min_steps)
     history: list[dict[str, float]] = []
-    best_accuracy, best_state = -1.0, copy.deepcopy(model.state_dict())
-    for epoch in range(1, epochs + 1):
-        stats = train_one_epoch(
-            model, normalize, train, optimizer, batch_size, generator, device,
-            freeze_encoder=freeze_encoder, desc=f"epoch {epoch}/{epochs}",
-        )  # fmt: skip
+    correct, counted = 0, 0
+
+    def train_mode() -> None:
+        model.train()
+        if freeze_encoder:
+            model.encoder.eval()
+
+    def loss_fn(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        nonlocal correct, counted
+        images, labels = images.to(device), labels.to(device)
+        logits = model(normalize(images))
+        correct += (logits.argmax(1) == labels).sum().item()
+        counted += len(labels)
+        return nn.functional.cross_entropy(logits, labels)
+
+    def on_round(r: Round) -> None:
+        nonlocal correct, counted
         result = evaluate(model, normalize, val, device)
+        train_accuracy = correct / max(counted, 1)
         history.append({
-            "epoch": epoch,
-            "train_loss": round(stats.loss, 6),
-            "train_accuracy": round(stats.accuracy, 6),
+            "step": r.step,
+            "epoch": round(r.epoch, 4),
+            "train_loss": round(r.loss, 6),
+            "train_accuracy": round(train_accuracy, 6),
             "val_loss": round(result.loss, 6),
             "val_accuracy": round(result.accuracy, 6),
         })  # fmt: skip
-        if result.accuracy > best_accuracy:
-            best_accuracy, best_state = result.accuracy, copy.deepcopy(model.state_dict())
         log(
-            f"epoch {epoch:>3}/{epochs}  train_loss {stats.loss:.4f}  train_acc {stats.accuracy:.4f}"
-            f"  val_loss {result.loss:.4f}  val_acc {result.accuracy:.4f}"
-            f"  {stats.images_per_s:,.0f} img/s"
+            f"round {r.index:>2}/{r.rounds}  step {r.step:>5}/{steps}  train_loss {r.loss:.4f}"
+            f"  train_acc {train_accuracy:.4f}  val_loss {result.loss:.4f}"
+            f"  val_acc {result.accuracy:.4f}  {r.images_per_s:,.0f} img/s"
         )
-    return history, best_state
+        correct, counted = 0, 0
+        train_mode()
+
+    train_mode()
+    optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
+             loss_fn=loss_fn, on_round=on_round, desc="train")  # fmt: skip
+    return history

@@ -21,6 +21,7 @@ SHOWN = 16  # val images in the reconstruction picture
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
+    parser.add_argument("--seed", required=True, type=int, help="seed of the init and training")
     parser.add_argument("--out", required=True, help="init checkpoint to write")
     parser.add_argument("--metrics", required=True, help="reconstruction losses (JSON)")
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss (JSON)")
@@ -30,13 +31,13 @@ def main() -> None:
     p, m = params.autoencoder, params.model
     device = resolve_device(params.device)
     data = load_dataset(args.dataset)
-    set_seed(params.seed)
-    encoder = seeded_encoder(data.channels, m.channels, m.dropout, params.seed)
+    set_seed(args.seed)
+    encoder = seeded_encoder(data.channels, m.channels, m.dropout, args.seed)
     model = build_autoencoder(encoder, m.channels).to(device)
     normalize = Normalize(data.mean, data.std).to(device)
     train, val = data.splits["train"], data.splits["val"]
-    result = train_autoencoder(model, normalize, train, val, epochs=p.epochs, lr=p.lr,
-                               batch_size=p.batch_size, seed=params.seed, device=device)  # fmt: skip
+    result = train_autoencoder(model, normalize, train, val, epochs=p.epochs, min_steps=p.min_steps, lr=p.lr,
+                               batch_size=p.batch_size, seed=args.seed, device=device)  # fmt: skip
     baseline = mean_image_loss(train, val)
     write_torch(
         args.out, make_checkpoint("autoencoder", model.encoder, data.encoder_meta(m.channels))

@@ -1,15 +1,14 @@
-"""Stage finetune: train the classifier from ``artifacts/init/${init}.pt``; report test metrics."""
+"""Stage finetune: the single detailed run, from ``artifacts/init/${init}/seed${seed}.pt``."""
 
 import argparse
 from pathlib import Path
 
 from initbench.cli import run
-from initbench.data import Split, label_subset, load_dataset
+from initbench.data import load_dataset
 from initbench.files import write_json, write_torch
-from initbench.model import build_classifier
 from initbench.params import load_params
-from initbench.train import Normalize, evaluate, fit, resolve_device, set_seed
-from initbench.transfer import load_init
+from initbench.protocols import finetune
+from initbench.train import resolve_device
 
 
 def main() -> None:
@@ -21,43 +20,28 @@ def main() -> None:
     parser.add_argument("--plots", required=True, help="folder for plot data (JSON)")
     args = parser.parse_args()
     params = load_params()
-    p, m = params.finetune, params.model
+    p = params.finetune
     device = resolve_device(params.device)
     data = load_dataset(args.dataset)
-    set_seed(params.seed)
-    model = build_classifier(data.channels, data.image_size, len(data.classes), m.channels,
-                             m.dropout, m.hidden, m.head_dropout)  # fmt: skip
-    load_init(model, args.init, data.encoder_meta(m.channels))
-    model.to(device)
-    normalize = Normalize(data.mean, data.std).to(device)
-    train = data.splits["train"]
-    keep = label_subset(train.labels, p.label_fraction, params.seed)
-    train = Split(train.images[keep], train.labels[keep])
-    history, best_state = fit(
-        model, normalize, train, data.splits["val"], epochs=p.epochs, lr=p.lr,
-        batch_size=p.batch_size, seed=params.seed, device=device,
-        freeze_encoder=p.freeze_encoder,
-    )  # fmt: skip
-    model.load_state_dict(best_state)
-    test = evaluate(model, normalize, data.splits["test"], device)
-    best = max(history, key=lambda row: row["val_accuracy"])
+    result = finetune(data, args.init, params.model, p, p.label_fraction, params.seed, device)
+    test, last = result.test, result.history[-1]
     metrics = {"init": params.init, "seed": params.seed, "accuracy": round(test.accuracy, 6),
                "macro_f1": round(test.macro_f1, 6), "test_loss": round(test.loss, 6),
-               "best_val_accuracy": best["val_accuracy"], "best_epoch": best["epoch"],
-               "train_images": len(train)}  # fmt: skip
-    write_torch(args.model, {"state_dict": {k: v.cpu() for k, v in best_state.items()},
-                             "classes": data.classes, "init": params.init})  # fmt: skip
+               "final_val_accuracy": last["val_accuracy"], "steps": result.steps,
+               "train_images": result.train_images}  # fmt: skip
+    state = {k: v.cpu() for k, v in result.model.state_dict().items()}
+    write_torch(args.model, {"state_dict": state, "classes": data.classes, "init": params.init})
     write_json(args.metrics, metrics)
     plots = Path(args.plots)
-    write_json(plots / "history.json", history)
+    write_json(plots / "history.json", result.history)
     actual = data.splits["test"].labels.tolist()
     write_json(plots / "confusion.json", [
         {"actual": data.classes[a], "predicted": data.classes[b]}
         for a, b in zip(actual, test.predictions.tolist(), strict=True)
     ])  # fmt: skip
-    print(f"finetune ({params.init}): test accuracy {test.accuracy:.4f}, "
-          f"macro-F1 {test.macro_f1:.4f} (best val {best['val_accuracy']:.4f} at epoch "
-          f"{best['epoch']})")  # fmt: skip
+    print(f"finetune ({params.init}, seed {params.seed}): test accuracy {test.accuracy:.4f}, "
+          f"macro-F1 {test.macro_f1:.4f} after {result.steps} steps on {result.train_images} "
+          f"labelled images")  # fmt: skip
 
 
 if __name__ == "__main__":

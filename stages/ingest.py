@@ -16,16 +16,23 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="dataset folder to write")
     parser.add_argument("--metrics", required=True, help="counts and skipped files (JSON)")
     args = parser.parse_args()
-    params = load_params()
-    p = params.data
+    p = load_params().data
     dataset = ingest(
-        args.data, p.image_size, p.channels, p.val_fraction, p.test_fraction, params.seed
+        args.data, p.image_size, p.channels, p.val_fraction, p.test_fraction, p.split_seed
     )
     save_dataset(args.out, dataset)
     report = summary(dataset)
     write_json(args.metrics, report)
     for item in dataset.skipped:
         print(f"skipped {args.data}/{item['path']}: {item['reason']}", file=sys.stderr)
+    dup = report["duplicates"]
+    if dup["groups"]:
+        print(
+            f"ingest: found {dup['groups']} group(s) of identical images ({dup['images']} "
+            f"copies beyond the first, {dup['cross_class_groups']} group(s) across class "
+            "folders); each group kept in one split",
+            file=sys.stderr,
+        )
     ignored = ", ".join(f"{n} {kind}" for kind, n in report["ignored"].items() if n)
     print(
         f"ingest: {report['images']} images, {report['classes']} classes, split {report['split']}; "

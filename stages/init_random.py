@@ -1,4 +1,4 @@
-"""Stage init_random: the encoder's default PyTorch init from ``seed``, as an init checkpoint."""
+"""Stage init_random: the encoder's default PyTorch init from ``--seed``, as an init checkpoint."""
 
 import argparse
 
@@ -12,12 +12,13 @@ from initbench.transfer import make_checkpoint, seeded_encoder
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
+    parser.add_argument("--seed", required=True, type=int, help="seed of the default init")
     parser.add_argument("--out", required=True, help="init checkpoint to write")
     args = parser.parse_args()
     params = load_params()
     data = load_dataset(args.dataset)
     m = params.model
-    encoder = seeded_encoder(data.channels, m.channels, m.dropout, params.seed)
+    encoder = seeded_encoder(data.channels, m.channels, m.dropout, args.seed)
     write_torch(args.out, make_checkpoint("random", encoder, data.encoder_meta(m.channels)))
     print(f"init_random: wrote {args.out}")
 

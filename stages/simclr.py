@@ -18,6 +18,7 @@ PROJECTION_HIDDEN = 512
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
+    parser.add_argument("--seed", required=True, type=int, help="seed of the init and training")
     parser.add_argument("--out", required=True, help="init checkpoint to write")
     parser.add_argument("--metrics", required=True, help="final loss and kNN accuracy (JSON)")
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss/kNN (JSON)")
@@ -26,19 +27,19 @@ def main() -> None:
     p, m = params.simclr, params.model
     device = resolve_device(params.device)
     data = load_dataset(args.dataset)
-    set_seed(params.seed)
+    set_seed(args.seed)
     # Dropout off while pretraining: different masks on the two views act as one more strong
     # augmentation and slowed learning (kNN val 0.852 with, 0.895 without, on the embedded
     # dataset). Dropout has no weights, so the transferred encoder is unaffected; the initial
     # weights are the same seeded draw as `random`'s.
-    encoder = seeded_encoder(data.channels, m.channels, [0.0] * len(m.channels), params.seed)
+    encoder = seeded_encoder(data.channels, m.channels, [0.0] * len(m.channels), args.seed)
     features = encoder.out_channels * feature_side(data.image_size, len(m.channels)) ** 2
     model = SimCLR(encoder, ProjectionHead(features, PROJECTION_HIDDEN, p.projection_dim))
     model.to(device)
     normalize = Normalize(data.mean, data.std).to(device)
     result = train_simclr(
-        model, normalize, data.splits["train"], data.splits["val"], epochs=p.epochs, lr=p.lr,
-        batch_size=p.batch_size, temperature=p.temperature, seed=params.seed, device=device,
+        model, normalize, data.splits["train"], data.splits["val"], epochs=p.epochs, min_steps=p.min_steps, lr=p.lr,
+        batch_size=p.batch_size, temperature=p.temperature, seed=args.seed, device=device,
     )  # fmt: skip
     write_torch(args.out, make_checkpoint("simclr", model.encoder, data.encoder_meta(m.channels)))
     write_json(args.metrics, {"loss": result.loss, "knn_accuracy": result.knn_accuracy,

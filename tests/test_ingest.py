@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import importlib
 import io
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from initbench import ingest
+from initbench import data, ingest
 from initbench.errors import DataError
 
+REPO = Path(__file__).resolve().parents[1]
 VAL, TEST = 0.1, 0.2  # the repo's params.yaml values; min_class_size is 3
 
 
@@ -43,13 +49,13 @@ def _make_class(root: Path, name: str, n: int, start_seed: int = 0, ext: str = "
     return rels
 
 
-def _ingest(root: Path, **kwargs) -> ingest.Dataset:
+def _ingest(root: Path, **kwargs) -> data.Dataset:
     args = {
         "image_size": 8,
         "channels": 1,
         "val_fraction": VAL,
         "test_fraction": TEST,
-        "seed": 0,
+        "split_seed": 0,
         "workers": 1,
     }
     args.update(kwargs)
@@ -66,8 +72,8 @@ def _per_class(summ: dict) -> dict[str, dict[str, int]]:
     """``summary()["per_class"]`` (a list of ``{"class", train, val, test}``) keyed by class."""
     rows = summ["per_class"]
     assert isinstance(rows, list)
-    assert all(set(row) == {"class", *ingest.SPLITS} for row in rows)
-    return {row["class"]: {s: row[s] for s in ingest.SPLITS} for row in rows}
+    assert all(set(row) == {"class", *data.SPLITS} for row in rows)
+    return {row["class"]: {s: row[s] for s in data.SPLITS} for row in rows}
 
 
 def _snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
@@ -96,7 +102,7 @@ EXTENSIONS = (".jpg", ".JPEG", ".png", ".PNG", ".bmp", ".gif", ".webp", ".tif", 
 def test_every_accepted_extension_in_any_case_is_decoded(tmp_path):
     for i, ext in enumerate(EXTENSIONS):
         _save(tmp_path / "a" / f"f{i}{ext}", _noise(i))
-    _make_class(tmp_path, "b", 3)
+    _make_class(tmp_path, "b", 3, start_seed=100)  # not copies of a's pictures
     ds = _ingest(tmp_path, channels=3)
     assert ds.skipped == []
     kept = sorted(Path(p).suffix for p in ds.paths if p.startswith("a/"))
@@ -389,14 +395,14 @@ def test_split_is_stratified(split_root):
     for name, n in COUNTS.items():
         label = ds.classes.index(name)
         got = tuple(int(((ds.labels == label) & (ds.split == i)).sum()) for i in range(3))
-        assert got == ingest.split_sizes(n, VAL, TEST)
-        assert tuple(_per_class(summ)[name][s] for s in ingest.SPLITS) == got
+        assert got == data.split_sizes(n, VAL, TEST)
+        assert tuple(_per_class(summ)[name][s] for s in data.SPLITS) == got
 
 
-def test_split_depends_only_on_seed(split_root):
-    first = _ingest(split_root, seed=0)
-    again = _ingest(split_root, seed=0)
-    other = _ingest(split_root, seed=1)
+def test_split_depends_only_on_split_seed(split_root):
+    first = _ingest(split_root, split_seed=0)
+    again = _ingest(split_root, split_seed=0)
+    other = _ingest(split_root, split_seed=1)
     assert first.paths == again.paths == other.paths
     np.testing.assert_array_equal(first.split, again.split)
     np.testing.assert_array_equal(first.images, again.images)
@@ -406,6 +412,25 @@ def test_split_depends_only_on_seed(split_root):
         assert np.bincount(first.split[first.labels == label], minlength=3).tolist() == (
             np.bincount(other.split[other.labels == label], minlength=3).tolist()
         )
+
+
+# Drawn by the code before duplicate groups (commit 6c7c53f) for split_root's labels
+# (a: 10, b: 17, c: 5 images): data without duplicates must keep exactly this split.
+SPLIT_BEFORE_DUPLICATE_GROUPS = {
+    0: "12000000200000020200000112021000",
+    1: "00020020010002200000201010000102",
+    7: "00001200020100002001000200200021",
+}
+
+
+@pytest.mark.parametrize("split_seed", list(SPLIT_BEFORE_DUPLICATE_GROUPS))
+def test_without_duplicates_the_split_is_unchanged(split_root, split_seed):
+    ds = _ingest(split_root, split_seed=split_seed)
+    assert ds.groups.tolist() == list(range(len(ds.paths)))
+    assert "".join(map(str, ds.split.tolist())) == SPLIT_BEFORE_DUPLICATE_GROUPS[split_seed]
+    per_sample = data.stratified_split(ds.labels, VAL, TEST, split_seed)
+    assert ds.split.tobytes() == per_sample.tobytes()
+    assert ingest.summary(ds)["duplicates"] == {"groups": 0, "images": 0, "cross_class_groups": 0}
 
 
 def test_splits_are_disjoint_and_cover_all_kept_images(split_root):
@@ -418,20 +443,10 @@ def test_splits_are_disjoint_and_cover_all_kept_images(split_root):
     on_disk = {p.relative_to(split_root).as_posix() for p in split_root.rglob("*.png")}
     assert parts[0] | parts[1] | parts[2] == on_disk == set(ds.paths)
     assert len(ds.paths) == len(set(ds.paths)) == sum(COUNTS.values())
-    sizes = [ds.subset(name)[0].shape[0] for name in ingest.SPLITS]
+    sizes = [ds.subset(name)[0].shape[0] for name in data.SPLITS]
     assert sizes == [len(p) for p in parts]
     train_x, train_y = ds.subset("train")
     assert train_x.shape[0] == train_y.shape[0]
-
-
-def test_split_sizes_and_min_class_size():
-    assert ingest.split_sizes(10, VAL, TEST) == (7, 1, 2)
-    assert ingest.split_sizes(3, VAL, TEST) == (1, 1, 1)
-    assert ingest.split_sizes(100, 0.15, 0.15) == (70, 15, 15)
-    assert ingest.min_class_size(VAL, TEST) == 3
-    assert ingest.min_class_size(0.5, 0.4) == 6
-    assert ingest.split_sizes(6, 0.5, 0.4) == (1, 3, 2)
-    assert ingest.split_sizes(5, 0.5, 0.4)[0] < 1
 
 
 # --------------------------------------------------------------------------- read-only input
@@ -475,22 +490,7 @@ def test_decode_with_one_or_two_workers_is_identical(tmp_path):
     assert ds1.paths == ds2.paths and ds1.skipped == ds2.skipped
 
 
-# --------------------------------------------------------------------------- stats and summary
-
-
-@pytest.mark.parametrize("channels", [1, 3])
-def test_channel_stats_matches_float64_reference(channels):
-    rng = np.random.default_rng(channels)
-    images = rng.integers(0, 256, (7, channels, 9, 11), dtype=np.uint8)
-    images[0, 0] = 255  # make channels differ a little more
-    mean, std = ingest.channel_stats(images)
-    ref = images.astype(np.float64) / 255.0
-    ref_mean = ref.mean(axis=(0, 2, 3))
-    ref_std = ref.std(axis=(0, 2, 3))
-    assert len(mean) == len(std) == channels
-    np.testing.assert_allclose(mean, ref_mean, atol=1e-6, rtol=0)
-    np.testing.assert_allclose(std, ref_std, atol=1e-6, rtol=0)
-    assert all(isinstance(v, float) for v in mean + std)
+# --------------------------------------------------------------------------- summary
 
 
 def test_summary_is_consistent_with_dataset(split_root):
@@ -498,23 +498,162 @@ def test_summary_is_consistent_with_dataset(split_root):
     summ = ingest.summary(ds)
     assert summ["images"] == len(ds.labels) == ds.images.shape[0] == sum(COUNTS.values())
     assert summ["classes"] == len(ds.classes) == len(COUNTS)
-    assert summ["split"] == {
-        name: int((ds.split == i).sum()) for i, name in enumerate(ingest.SPLITS)
-    }
+    assert summ["split"] == {name: int((ds.split == i).sum()) for i, name in enumerate(data.SPLITS)}
     assert sum(summ["split"].values()) == summ["images"]
     assert [row["class"] for row in summ["per_class"]] == ds.classes
     for name, n in COUNTS.items():
         assert sum(_per_class(summ)[name].values()) == n
-    for split_name in ingest.SPLITS:
+    for split_name in data.SPLITS:
         assert sum(c[split_name] for c in summ["per_class"]) == summ["split"][split_name]
     assert summ["skipped"] == {"count": 0, "files": []}
     assert summ["ignored"] == {"hidden": 0, "non_image": 0, "outside_class_folder": 0}
+    assert summ["duplicates"] == {"groups": 0, "images": 0, "cross_class_groups": 0}
 
 
-def test_channel_stats_do_not_depend_on_the_chunk_size():
-    images = np.random.default_rng(3).integers(0, 256, (10, 3, 5, 7), dtype=np.uint8)
-    assert ingest.channel_stats(images, chunk=3) == ingest.channel_stats(images, chunk=1024)
-    mean, std = ingest.channel_stats(images, chunk=4)
-    reference = images.astype(np.float64) / 255
-    np.testing.assert_allclose(mean, reference.mean(axis=(0, 2, 3)), atol=1e-6)
-    np.testing.assert_allclose(std, reference.std(axis=(0, 2, 3)), atol=1e-6)
+# --------------------------------------------------------------------------- duplicates
+
+# At image_size 12 and 3 channels the 12x12 RGB noise images decode unresized, so a
+# one-pixel change survives decoding and the near-copy below is not a duplicate.
+DUP_ARGS = {"image_size": 12, "channels": 3}
+DUP_GROUPS = [  # every group of identical decoded images, first member (sorted path) first
+    ["a/copy_of_000.png", "a/img000.png", "a/sub/again_000.bmp"],
+    ["a/copy_of_005.png", "a/img005.png"],
+    ["a/img003.png", "b/same_as_a003.png"],  # one picture filed under two classes
+    ["b/copy_of_000.png", "b/img000.png"],
+    ["c/img002.png", "c/twin1.png", "c/twin2.png"],
+]
+
+
+@pytest.fixture(scope="module")
+def dup_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dups")
+    _make_class(root, "a", 12)
+    _make_class(root, "b", 9, start_seed=100)
+    _make_class(root, "c", 6, start_seed=200)
+    _save(root / "a" / "copy_of_000.png", _noise(0))
+    _save(root / "a" / "sub" / "again_000.bmp", _noise(0))  # other format, same pixels
+    _save(root / "a" / "copy_of_005.png", _noise(5))
+    _save(root / "b" / "same_as_a003.png", _noise(3))
+    _save(root / "b" / "copy_of_000.png", _noise(100))
+    _save(root / "c" / "twin1.png", _noise(202))
+    _save(root / "c" / "twin2.png", _noise(202))
+    near = np.asarray(_noise(0)).copy()
+    near[5, 5] = 255 - near[5, 5]
+    _save(root / "a" / "near_000.png", Image.fromarray(near))
+    return root
+
+
+def _groups_of(ds: data.Dataset) -> list[list[str]]:
+    """The dataset's groups of more than one image, as sorted path lists."""
+    by_group: dict[int, list[str]] = {}
+    for path, group in zip(ds.paths, ds.groups.tolist(), strict=True):
+        by_group.setdefault(group, []).append(path)
+    return sorted(sorted(paths) for paths in by_group.values() if len(paths) > 1)
+
+
+def test_duplicates_are_found_counted_and_keep_their_labels(dup_root):
+    ds = _ingest(dup_root, **DUP_ARGS)
+    assert _groups_of(ds) == DUP_GROUPS
+    assert ingest.summary(ds)["duplicates"] == {
+        "groups": 5,
+        "images": 7,  # 2 + 1 + 1 + 1 + 2 beyond each group's first
+        "cross_class_groups": 1,
+    }
+    label = dict(zip(ds.paths, ds.labels.tolist(), strict=True))
+    assert label["b/same_as_a003.png"] == ds.classes.index("b")
+    assert label["a/img003.png"] == ds.classes.index("a")
+    assert label["a/near_000.png"] == ds.classes.index("a")
+    assert len(ds.paths) == 12 + 9 + 6 + 8
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_duplicate_group_is_in_one_split_for_any_split_seed(dup_root, channels):
+    args = DUP_ARGS | {"channels": channels}
+    outside_train = 0
+    for split_seed in range(8):
+        ds = _ingest(dup_root, split_seed=split_seed, **args)
+        where = dict(zip(ds.paths, ds.split.tolist(), strict=True))
+        for members in DUP_GROUPS:
+            splits = {p: data.SPLITS[where[p]] for p in members}
+            assert len(set(splits.values())) == 1, f"split_seed={split_seed}: {splits}"
+        outside_train += sum(where[members[0]] != 0 for members in DUP_GROUPS)
+    assert outside_train > 0  # some groups did land in val or test: the check above had teeth
+
+
+@pytest.mark.parametrize("split_seed", [0, 1, 2])
+def test_classes_are_split_by_group_in_todays_proportions(dup_root, split_seed):
+    ds = _ingest(dup_root, split_seed=split_seed, **DUP_ARGS)
+    _, first = np.unique(ds.groups, return_index=True)
+    # a: 12 pictures + the near copy (a/img003's group, with its copy in b, counts here);
+    # b: 9 pictures; c: 6. Copies add no groups.
+    groups_per_class = {"a": 13, "b": 9, "c": 6}
+    for name, n_groups in groups_per_class.items():
+        mine = first[ds.labels[first] == ds.classes.index(name)]
+        assert len(mine) == n_groups, name
+        got = tuple(np.bincount(ds.split[mine], minlength=3).tolist())
+        assert got == data.split_sizes(n_groups, VAL, TEST), name
+
+
+def test_class_with_too_few_distinct_images_is_a_data_error(tmp_path):
+    _make_class(tmp_path, "a", 4)
+    _make_class(tmp_path, "b", 2, start_seed=50)
+    _save(tmp_path / "b" / "copy1.png", _noise(50))
+    _save(tmp_path / "b" / "copy2.png", _noise(51))
+    with pytest.raises(DataError) as info:
+        _ingest(tmp_path, **DUP_ARGS)
+    message = str(info.value)
+    assert str(tmp_path / "b") in message
+    assert "4 usable" in message and "only 2 distinct" in message and "at least 3" in message
+    assert "\n" not in message
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _run_stage(monkeypatch, root: Path, out: Path, **data_params) -> dict[str, str]:
+    """Run ``stages.ingest.main`` with these ``data`` params; return manifest path -> split."""
+    monkeypatch.syspath_prepend(str(REPO))
+    stage = importlib.import_module("stages.ingest")
+    params = {"image_size": 8, "channels": 1, "val_fraction": VAL, "test_fraction": TEST}
+    params.update(data_params)
+    seed = params.pop("seed", 0)
+    fake = SimpleNamespace(seed=seed, data=SimpleNamespace(**params))
+    monkeypatch.setattr(stage, "load_params", lambda *args, **kwargs: fake)
+    argv = ["ingest", "--data", str(root), "--out", str(out / "dataset"),
+            "--metrics", str(out / "ingest.json")]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    stage.main()
+    with (out / "dataset" / "manifest.csv").open(newline="") as f:
+        return {row["path"]: row["split"] for row in csv.DictReader(f)}
+
+
+def _named_split(ds: data.Dataset) -> dict[str, str]:
+    return {p: data.SPLITS[s] for p, s in zip(ds.paths, ds.split.tolist(), strict=True)}
+
+
+def test_stage_splits_by_data_split_seed_not_seed(split_root, tmp_path, monkeypatch):
+    by_split_seed_7 = _named_split(_ingest(split_root, split_seed=7))
+    assert by_split_seed_7 != _named_split(_ingest(split_root, split_seed=0))
+    got = _run_stage(monkeypatch, split_root, tmp_path / "r1", split_seed=7, seed=0)
+    assert got == by_split_seed_7
+    again = _run_stage(monkeypatch, split_root, tmp_path / "r2", split_seed=7, seed=3)
+    assert again == by_split_seed_7
+
+
+def test_stage_reports_duplicates_in_metrics_and_on_stderr(dup_root, tmp_path, monkeypatch, capsys):
+    got = _run_stage(monkeypatch, dup_root, tmp_path, split_seed=0, **DUP_ARGS)
+    assert all(len({got[p] for p in members}) == 1 for members in DUP_GROUPS)
+    metrics = json.loads((tmp_path / "ingest.json").read_text())
+    assert metrics["duplicates"] == {"groups": 5, "images": 7, "cross_class_groups": 1}
+    lines = [line for line in capsys.readouterr().err.splitlines() if "identical" in line]
+    assert len(lines) == 1
+    assert "5 group(s)" in lines[0] and "7 copies" in lines[0] and "one split" in lines[0]
+
+
+def test_stage_says_nothing_about_duplicates_on_clean_data(
+    split_root, tmp_path, monkeypatch, capsys
+):
+    _run_stage(monkeypatch, split_root, tmp_path, split_seed=0)
+    assert "identical" not in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "ingest.json").read_text())
+    assert metrics["duplicates"] == {"groups": 0, "images": 0, "cross_class_groups": 0}

@@ -1,16 +1,22 @@
-import warnings
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from initbench.kmeans_init import conv1_from_centroids, kmeans_centroids
+from initbench.cli import run
+from initbench.errors import DataError
+from initbench.files import write_json, write_npy
 from initbench.patches import (
     apply_zca,
+    drop_flat,
     fit_zca,
     normalize_contrast,
     patch_positions,
+    patch_std,
+    prepare_patches,
     sample_patches,
 )
 
@@ -105,72 +111,150 @@ def test_zca_whitened_covariance_is_identity():
         apply_zca(patches[:, :4], mean, matrix)
 
 
-def test_kmeans_centroids_count_determinism_and_too_few_samples():
-    rng = np.random.default_rng(8)
-    data = rng.standard_normal((400, 9)).astype(np.float32)
-    centroids, inertia, n_iter = kmeans_centroids(data, clusters=5, seed=0)
-    assert centroids.shape == (5, 9) and centroids.dtype == np.float64
-    assert inertia > 0 and n_iter >= 1
-    again, inertia_again, _ = kmeans_centroids(data, clusters=5, seed=0)
-    np.testing.assert_array_equal(centroids, again)
-    assert inertia == inertia_again
-    with pytest.raises(ValueError, match="fewer clusters"):
-        kmeans_centroids(data[:4], clusters=5, seed=0)
+def silhouettes(n: int, side: int, seed: int) -> np.ndarray:
+    """uint8 ``(n, 1, side, side)``: a white ellipse on black, like the embedded dataset's shapes."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:side, :side]
+    images = np.zeros((n, 1, side, side), np.uint8)
+    for i in range(n):
+        center = rng.uniform(side / 3, 2 * side / 3, size=2)
+        radii = rng.uniform(side / 8, side / 3, size=2)
+        inside = ((rows - center[0]) / radii[0]) ** 2 + ((cols - center[1]) / radii[1]) ** 2 <= 1
+        images[i, 0][inside] = 255
+    return images
 
 
-@pytest.fixture(scope="module")
-def fitted():
-    """The whole pipeline on small 2-channel images: images, raw patches, ZCA, centroids."""
-    images = smooth_images(40, 2, 10, seed=9)
-    raw = sample_patches(images, size=3, per_image=50, max_images=40, seed=10)
-    normalized = normalize_contrast(raw)
-    mean, matrix = fit_zca(normalized, epsilon=0.1)
-    centroids, _, _ = kmeans_centroids(apply_zca(normalized, mean, matrix), clusters=6, seed=0)
-    return images, raw, mean, matrix, centroids
+def standardize(images: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32, standardized per channel (as ``initbench.train.Normalize``)."""
+    x = images.astype(np.float32) / 255
+    return (x - x.mean(axis=(0, 2, 3), keepdims=True)) / x.std(axis=(0, 2, 3), keepdims=True)
 
 
-def test_conv1_from_centroids_shapes_and_unit_scale(fitted):
-    _, raw, mean, matrix, centroids = fitted
-    weight, bias = conv1_from_centroids(centroids, mean, matrix, raw, channels=2, size=3)
-    assert weight.shape == (6, 2, 3, 3) and weight.dtype == np.float32
-    assert bias.shape == (6,) and bias.dtype == np.float32
-    responses = raw.astype(np.float64) @ weight.reshape(6, -1).T.astype(np.float64) + bias
-    np.testing.assert_allclose(responses.mean(axis=0), 0, atol=1e-3)
-    np.testing.assert_allclose(responses.std(axis=0), 1, atol=1e-3)
+def test_patch_std_is_each_rows_std():
+    rng = np.random.default_rng(12)
+    patches = rng.standard_normal((20, 18)).astype(np.float32) * rng.uniform(0, 2, (20, 1))
+    expected = []
+    for row in patches.tolist():  # a plain loop over Python floats
+        mean = sum(row) / len(row)
+        expected.append((sum((v - mean) ** 2 for v in row) / len(row)) ** 0.5)
+    np.testing.assert_allclose(patch_std(patches), expected, rtol=1e-5)
 
 
-def test_conv_with_folded_filters_is_rescaled_whitened_response(fitted):
-    images, raw, mean, matrix, centroids = fitted
-    weight, bias = conv1_from_centroids(centroids, mean, matrix, raw, channels=2, size=3)
-    # Reference: the centroid's response to the whitened patch, standardized on `raw`.
-    reference = apply_zca(raw, mean, matrix).astype(np.float64) @ centroids.T
-    mu, sigma = reference.mean(axis=0), reference.std(axis=0)
-    out = F.conv2d(torch.from_numpy(images[:3]), torch.from_numpy(weight), torch.from_numpy(bias))
-    out = out.numpy()  # (3, 6, 8, 8): valid positions; padding=1 shifts them by one
-    padded = F.conv2d(
-        torch.from_numpy(images[:3]), torch.from_numpy(weight), torch.from_numpy(bias), padding=1
-    ).numpy()
-    np.testing.assert_allclose(padded[:, :, 1:-1, 1:-1], out, atol=1e-5)
-    for n, r, c in [(0, 0, 0), (1, 3, 5), (2, 7, 7), (2, 4, 1)]:
-        patch = images[n, :, r : r + 3, c : c + 3].reshape(1, -1)
-        expected = (apply_zca(patch, mean, matrix).astype(np.float64) @ centroids.T - mu) / sigma
-        np.testing.assert_allclose(out[n, :, r, c], expected[0], rtol=1e-3, atol=1e-3)
+def test_drop_flat_keeps_patches_above_min_std_in_order():
+    rng = np.random.default_rng(13)
+    patches = rng.standard_normal((60, 9)) * rng.uniform(0, 0.3, (60, 1))
+    patches[::6] = 2.5  # constant patches, e.g. background
+    stds = [float(np.std(row)) for row in patches]
+    kept = drop_flat(patches, 0.1)
+    expected = np.array([row for row, std in zip(patches, stds, strict=True) if std > 0.1])
+    assert 10 < len(kept) < 50
+    np.testing.assert_array_equal(kept, expected)
+    # min_std 0 drops exactly the constant patches, which contrast normalization maps to 0
+    np.testing.assert_array_equal(drop_flat(patches, 0.0), np.delete(patches, slice(0, 60, 6), 0))
+    with pytest.raises(ValueError, match="min_std"):
+        drop_flat(patches, -0.1)
 
 
-def test_identity_whitening_and_degenerate_filter():
-    rng = np.random.default_rng(11)
-    raw = rng.standard_normal((300, 4)).astype(np.float32) * 2 + 1
-    centroids = np.vstack([rng.standard_normal((2, 4)), np.zeros((1, 4))])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no divide-by-zero
-        weight, bias = conv1_from_centroids(centroids, np.zeros(4), np.eye(4), raw, 1, 2)
-    assert weight.shape == (3, 1, 2, 2)
-    assert np.isfinite(weight).all() and np.isfinite(bias).all()
-    assert (weight[2] == 0).all() and bias[2] == 0  # left unscaled, not divided by 0
-    # Unwhitened: each filter is its centroid, rescaled by a positive factor.
-    for i in range(2):
-        ratio = weight[i].reshape(-1) / centroids[i]
-        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
-        assert ratio[0] > 0
-    with pytest.raises(ValueError, match="centroids"):
-        conv1_from_centroids(centroids, np.zeros(4), np.eye(4), raw, 1, 3)
+def test_prepare_patches_drops_flat_patches_and_fits_whitening_on_the_rest():
+    images = standardize(silhouettes(40, 16, seed=14))
+    raw = sample_patches(images, size=3, per_image=25, max_images=40, seed=15)
+    flat = patch_std(raw) <= 0.1
+    assert 0.3 < flat.mean() < 0.95  # silhouettes: mostly background and interior
+    prepared = prepare_patches(raw, min_std=0.1, whiten=True, epsilon=0.01)
+    assert prepared.sampled == len(raw) == 1000
+    assert prepared.dropped_flat == flat.sum()
+    np.testing.assert_array_equal(prepared.kept, raw[~flat])
+    assert patch_std(prepared.kept).min() > 0.1
+    # ZCA is fitted on the kept patches only: their mean, not the mean over all patches.
+    normalized = normalize_contrast(prepared.kept)
+    mean, matrix = fit_zca(normalized, 0.01)
+    np.testing.assert_allclose(prepared.zca_mean, mean)
+    np.testing.assert_allclose(prepared.zca_matrix, matrix)
+    assert np.abs(prepared.zca_mean - normalize_contrast(raw).mean(axis=0)).max() > 0.01
+    np.testing.assert_array_equal(prepared.whitened, apply_zca(normalized, mean, matrix))
+    plain = prepare_patches(raw, min_std=0.1, whiten=False, epsilon=0.01)
+    np.testing.assert_array_equal(plain.zca_matrix, np.eye(9))
+    np.testing.assert_array_equal(plain.whitened, normalized)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_all_flat_patches_are_a_one_line_error(noise):
+    """Blank images (or a few grey levels of noise) leave nothing to cluster."""
+    rng = np.random.default_rng(16)
+    images = (rng.standard_normal((10, 1, 8, 8)) * noise).astype(np.float32)
+    raw = sample_patches(images, size=3, per_image=10, max_images=10, seed=0)
+    with pytest.raises(DataError, match=r"patches\.min_std=0\.5") as info:
+        prepare_patches(raw, min_std=0.5, whiten=True, epsilon=0.01)
+    assert "\n" not in str(info.value) and "0 of 100" in str(info.value)
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def write_arrays(folder, images: np.ndarray) -> None:
+    """The files ``initbench.data.load_dataset`` reads, with every image in train."""
+    x = images.astype(np.float64) / 255
+    meta = {"image_size": images.shape[-1], "channels": images.shape[1],
+            "mean": [float(x.mean())], "std": [float(x.std()) or 1.0]}  # fmt: skip
+    for split, part in (("train", images), ("val", images[:2]), ("test", images[:2])):
+        write_npy(folder / f"{split}_images.npy", part)
+        write_npy(folder / f"{split}_labels.npy", np.zeros(len(part), np.int64))
+    write_json(folder / "classes.json", ["a", "b"])
+    write_json(folder / "meta.json", meta)
+
+
+def run_patches_stage(monkeypatch, dataset, out, seed: int) -> int:
+    """Run ``stages.patches`` as ``python -m`` would, with the repo's params.yaml; exit code."""
+    from stages.patches import main
+
+    argv = ["patches", "--dataset", str(dataset), "--seed", str(seed), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        run(main)
+    except SystemExit as exc:
+        return int(exc.code)
+    return 0
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    """Work in the repository root, where params.yaml is; import ``stages`` from there."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(REPO))
+
+
+def test_patches_stage_writes_kept_patches_and_counts_from_its_seed(in_repo, monkeypatch, tmp_path):
+    from initbench.params import load_params
+    from initbench.train import Normalize
+
+    p = load_params().patches
+    images = silhouettes(30, 16, seed=17)
+    write_arrays(tmp_path / "data", images)
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert run_patches_stage(monkeypatch, tmp_path / "data", tmp_path / name, seed) == 0
+    counts = json.loads((tmp_path / "a" / "counts.json").read_text())
+    raw = np.load(tmp_path / "a" / "raw.npy")
+    x = images.astype(np.float64) / 255
+    standardized = Normalize([x.mean()], [x.std()])(torch.from_numpy(images)).numpy()
+    sampled = sample_patches(standardized, p.size, p.per_image, p.max_images, seed=3)
+    np.testing.assert_array_equal(raw, drop_flat(sampled, p.min_std))  # --seed, not params.seed
+    assert counts == {"sampled": len(sampled), "dropped_flat": len(sampled) - len(raw)}
+    assert counts["dropped_flat"] > 0
+    assert np.load(tmp_path / "a" / "whitened.npy").shape == raw.shape
+    for name in ("raw", "whitened", "zca_matrix"):
+        same = (tmp_path / "b" / f"{name}.npy").read_bytes()
+        assert (tmp_path / "a" / f"{name}.npy").read_bytes() == same, name
+    assert (tmp_path / "c" / "raw.npy").read_bytes() != (tmp_path / "a" / "raw.npy").read_bytes()
+
+
+def test_patches_stage_on_blank_images_fails_early_in_one_line(
+    in_repo, monkeypatch, tmp_path, capsys
+):
+    write_arrays(tmp_path / "data", np.full((12, 1, 16, 16), 7, np.uint8))
+    assert run_patches_stage(monkeypatch, tmp_path / "data", tmp_path / "out", seed=0) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "patches.min_std" in err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,123 @@
+"""The two ways an init is judged: fine-tuning the whole classifier, and a linear probe.
+
+Both start from an init checkpoint and a seed. For one seed, every init gets the same
+label subset (:func:`initbench.data.label_subset`, nested across fractions), the same head
+init, the same data order and the same dropout masks, so results are paired by seed and
+differences between inits are not confounded with draws of those. Test accuracy is
+measured once, on the final weights (no selection on labelled val images).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from initbench.data import ArrayData, Split, label_subset
+from initbench.model import Classifier, build_classifier
+from initbench.params import FinetuneParams, LinearProbeParams, ModelParams
+from initbench.probes import ProbeResult, encode, linear_probe, recalibrate_batchnorm
+from initbench.train import Evaluation, Normalize, evaluate, fit, set_seed, step_budget
+from initbench.transfer import load_init
+
+
+def classifier_from_init(
+    data: ArrayData, init_path: str | os.PathLike[str], model: ModelParams, seed: int
+) -> Classifier:
+    """The classifier with its encoder loaded from ``init_path`` and its head drawn from
+    ``seed``. The global RNG is seeded first, so the head and the dropout masks that follow
+    are the same for every init at one seed.
+
+    Raises:
+        CheckpointError: the checkpoint is missing, unreadable or made for other params.
+    """
+    set_seed(seed)
+    classifier = build_classifier(data.channels, data.image_size, len(data.classes),
+                                  model.channels, model.dropout, model.hidden,
+                                  model.head_dropout)  # fmt: skip
+    load_init(classifier, init_path, data.encoder_meta(model.channels))
+    return classifier
+
+
+def labelled_train(data: ArrayData, label_fraction: float, seed: int) -> Split:
+    """The stratified ``label_fraction`` of the train split that a run may read labels of."""
+    train = data.splits["train"]
+    keep = label_subset(train.labels, label_fraction, seed)
+    return Split(train.images[keep], train.labels[keep])
+
+
+@dataclass
+class FinetuneResult:
+    model: Classifier  # final weights
+    history: list[dict[str, float]]  # one row a round, see initbench.train.fit
+    test: Evaluation
+    train_images: int
+    steps: int
+
+
+def finetune(
+    data: ArrayData,
+    init_path: str | os.PathLike[str],
+    model: ModelParams,
+    params: FinetuneParams,
+    label_fraction: float,
+    seed: int,
+    device: torch.device,
+    log: Callable[[str], None] = tqdm.write,
+) -> FinetuneResult:
+    """Fine-tune the classifier from an init on ``label_fraction`` of the train labels for
+    :func:`initbench.train.step_budget` steps, then evaluate the final weights on test.
+
+    With ``params.freeze_encoder`` only the (MLP) head trains, on an encoder whose
+    BatchNorm statistics were first recomputed on the train images.
+
+    Raises:
+        CheckpointError: as :func:`classifier_from_init`.
+    """
+    classifier = classifier_from_init(data, init_path, model, seed).to(device)
+    normalize = Normalize(data.mean, data.std).to(device)
+    train = labelled_train(data, label_fraction, seed)
+    if params.freeze_encoder:
+        recalibrate_batchnorm(classifier.encoder, normalize, data.splits["train"].images, device)
+    history = fit(
+        classifier, normalize, train, data.splits["val"], epochs=params.epochs,
+        min_steps=params.min_steps, lr=params.lr, batch_size=params.batch_size, seed=seed,
+        device=device, freeze_encoder=params.freeze_encoder, log=log,
+    )  # fmt: skip
+    test = evaluate(classifier, normalize, data.splits["test"], device)
+    steps = step_budget(len(train), params.batch_size, params.epochs, params.min_steps)
+    return FinetuneResult(classifier, history, test, len(train), steps)
+
+
+def probe(
+    data: ArrayData,
+    init_path: str | os.PathLike[str],
+    model: ModelParams,
+    params: LinearProbeParams,
+    label_fraction: float,
+    seed: int,
+    device: torch.device,
+) -> tuple[ProbeResult, int]:
+    """Linear probe of the frozen encoder of an init on ``label_fraction`` of the train
+    labels: precise BatchNorm on all train images (no labels), features of the labelled
+    subset and of test, logistic regression (:func:`initbench.probes.linear_probe`).
+
+    Returns:
+        The probe's test result and the number of labelled train images.
+
+    Raises:
+        CheckpointError: as :func:`classifier_from_init`.
+    """
+    encoder = classifier_from_init(data, init_path, model, seed).encoder.to(device)
+    normalize = Normalize(data.mean, data.std).to(device)
+    recalibrate_batchnorm(encoder, normalize, data.splits["train"].images, device)
+    train, test = labelled_train(data, label_fraction, seed), data.splits["test"]
+    result = linear_probe(
+        encode(encoder, normalize, train.images, device), train.labels.numpy(),
+        encode(encoder, normalize, test.images, device), test.labels.numpy(),
+        C=params.C, max_iter=params.max_iter,
+    )  # fmt: skip
+    return result, len(train)
