@@ -232,7 +232,7 @@ def report_markdown(
 
 def fill_chart(template: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A DVC plot template (Vega-Lite with ``"<DVC_METRIC_DATA>"`` as its data values)
-    filled with ``rows``, ready to render. Other DVC anchors are removed.
+    filled with ``rows``, ready to render. The templates here use no other anchor.
 
     Raises:
         ValueError: the template has no data anchor.

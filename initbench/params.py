@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -165,7 +166,8 @@ class PatchesParams:
             _fail("patches.size", f"must equal conv1's kernel size {CONV1_KERNEL}, got {self.size}")
         _check_min("patches.per_image", self.per_image, 1)
         _check_min("patches.max_images", self.max_images, 1)
-        _check_min("patches.min_std", self.min_std, 0)
+        if not (self.min_std >= 0 and math.isfinite(self.min_std)):
+            _fail("patches.min_std", f"must be a finite number >= 0, got {self.min_std}")
         if not self.epsilon > 0:
             _fail("patches.epsilon", f"must be > 0, got {self.epsilon}")
 
@@ -276,6 +278,10 @@ class CompareParams:
         _check_unique("compare.label_fractions", self.label_fractions)
         for fraction in self.label_fractions:
             _check_fraction("compare.label_fractions", fraction, allow_one=True)
+        percents = [f"{fraction * 100:g}%" for fraction in self.label_fractions]
+        if len(set(percents)) < len(percents):
+            _fail("compare.label_fractions", f"has values that round to the same percentage "
+                                             f"({', '.join(percents)}); keep them apart")  # fmt: skip
 
 
 @dataclass(frozen=True)

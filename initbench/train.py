@@ -27,7 +27,7 @@ from initbench.errors import InitbenchError
 EVAL_BATCH_SIZE = 512
 #: At most this many rounds (progress lines, val evaluations, history rows) per run: one
 #: per epoch when there are at most this many epochs, else evenly spaced steps.
-MAX_ROUNDS = 20
+MAX_ROUNDS = 10
 
 
 def set_seed(seed: int) -> None:

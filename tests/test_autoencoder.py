@@ -9,7 +9,7 @@ from initbench.autoencoder import (
 )
 from initbench.data import Split
 from initbench.model import Encoder, build_classifier
-from initbench.train import Normalize, set_seed
+from initbench.train import Normalize, set_seed, step_budget
 from initbench.transfer import load_encoder, make_checkpoint
 
 CHANNELS, DROPOUT = [4, 8, 8], [0.1, 0.1, 0.1]
@@ -41,14 +41,15 @@ def test_training_beats_the_mean_image_and_is_seeded():
         model = build_autoencoder(Encoder(1, CHANNELS, [0.0, 0.0, 0.0]), CHANNELS)
         normalize = Normalize([0.2], [0.4])
         result = train_autoencoder(
-            model, normalize, _blobs(), _blobs(24, seed=1), epochs=12, lr=0.01, batch_size=16,
-            seed=seed, device=CPU, log=lambda line: None,
+            model, normalize, _blobs(), _blobs(24, seed=1), epochs=12, min_steps=0, lr=0.01,
+            batch_size=16, seed=seed, device=CPU, log=lambda line: None,
         )  # fmt: skip
         return model, result
 
     _, result = train(0)
     assert result.val_loss < mean_image_loss(_blobs(), _blobs(24, seed=1))
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.val_loss == result.history[-1]["val_loss"]
     _, again = train(0)
     assert again.history == result.history
 
@@ -74,8 +75,8 @@ def test_mean_image_loss_is_zero_for_constant_images_and_positive_otherwise():
 def test_encoder_transfer_includes_batchnorm_statistics():
     set_seed(0)
     model = build_autoencoder(Encoder(1, CHANNELS, DROPOUT), CHANNELS)
-    train_autoencoder(model, Normalize([0.2], [0.4]), _blobs(), _blobs(8), epochs=1, lr=0.01,
-                      batch_size=16, seed=0, device=CPU, log=lambda line: None)  # fmt: skip
+    train_autoencoder(model, Normalize([0.2], [0.4]), _blobs(), _blobs(8), epochs=1, min_steps=0,
+                      lr=0.01, batch_size=16, seed=0, device=CPU, log=lambda line: None)  # fmt: skip
     running_mean = model.encoder.blocks[0].bn.running_mean
     assert not torch.equal(running_mean, torch.zeros_like(running_mean))  # it moved in training
     checkpoint = make_checkpoint("autoencoder", model.encoder,
@@ -83,3 +84,32 @@ def test_encoder_transfer_includes_batchnorm_statistics():
     classifier = build_classifier(1, 16, 3, CHANNELS, DROPOUT, 8, 0.5)
     load_encoder(classifier, checkpoint, "autoencoder.pt")
     assert torch.equal(classifier.encoder.blocks[0].bn.running_mean, running_mean)
+
+
+def test_training_runs_min_steps_when_epochs_give_fewer():
+    set_seed(0)
+    model = build_autoencoder(Encoder(1, CHANNELS, DROPOUT), CHANNELS)
+    result = train_autoencoder(model, Normalize([0.2], [0.4]), _blobs(), _blobs(8), epochs=1,
+                               min_steps=7, lr=0.01, batch_size=16, seed=0, device=CPU,
+                               log=lambda line: None)  # fmt: skip
+    # 48 images, batch 16: one epoch is 3 steps, so min_steps decides.
+    assert [row["step"] for row in result.history] == [3, 6, 7]
+    assert result.history[-1]["epoch"] == pytest.approx(7 / 3, abs=1e-4)
+
+
+def test_a_last_batch_of_one_image_does_not_crash_training():
+    # 129 = 128 + 1 images of 8x8: the encoder's third block, and the decoder's first,
+    # see 1x1 maps, where BatchNorm cannot normalize a single image in train mode.
+    set_seed(0)
+    model = build_autoencoder(Encoder(1, CHANNELS, DROPOUT), CHANNELS)
+    blobs = _blobs(129)
+    train = Split(blobs.images[..., ::2, ::2].contiguous(), blobs.labels)
+    sizes = []
+    model.register_forward_pre_hook(
+        lambda module, inputs: sizes.append(len(inputs[0])) if module.training else None
+    )
+    result = train_autoencoder(model, Normalize([0.2], [0.4]), train, Split(train.images[:8],
+                               train.labels[:8]), epochs=2, min_steps=0, lr=0.01,
+                               batch_size=128, seed=0, device=CPU, log=lambda line: None)  # fmt: skip
+    assert result.history[-1]["step"] == step_budget(129, 128, 2, 0)
+    assert min(sizes) >= 2 and result.train_loss > 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +70,7 @@ def test_repo_params_load_with_the_right_types():
     assert params.data.channels in (1, 3)
     assert isinstance(params.data.val_fraction, float)
     assert isinstance(params.data.test_fraction, float)
+    assert isinstance(params.data.split_seed, int) and not isinstance(params.data.split_seed, bool)
     assert isinstance(params.model, P.ModelParams)
     assert all(isinstance(w, int) for w in params.model.channels)
     assert all(isinstance(r, float) for r in params.model.dropout)
@@ -80,6 +83,17 @@ def test_repo_params_load_with_the_right_types():
     assert isinstance(params.finetune.batch_size, int)
     assert isinstance(params.finetune.label_fraction, float)  # 1.0 in the file
     assert isinstance(params.finetune.freeze_encoder, bool)
+    assert isinstance(params.patches.min_std, float)
+    for section in (params.autoencoder, params.simclr, params.finetune):
+        assert isinstance(section.min_steps, int) and not isinstance(section.min_steps, bool)
+    assert isinstance(params.linear_probe, P.LinearProbeParams)
+    assert isinstance(params.linear_probe.C, float)  # 1.0 in the file
+    assert isinstance(params.linear_probe.max_iter, int)
+    assert isinstance(params.compare, P.CompareParams)
+    assert all(isinstance(name, str) for name in params.compare.inits)
+    assert all(isinstance(seed, int) for seed in params.compare.seeds)
+    assert all(isinstance(f, float) for f in params.compare.label_fractions)
+    assert params.seed in params.compare.seeds
 
 
 def test_repo_params_round_trip_through_asdict(raw):
@@ -185,7 +199,28 @@ def test_image_size_limit_follows_the_number_of_blocks(raw):
 
 
 @pytest.mark.parametrize(
-    "key", ["init", "seed", "device", "data", "data.channels", "model.hidden", "finetune.lr"]
+    "key",
+    [
+        "init",
+        "seed",
+        "device",
+        "data",
+        "data.channels",
+        "data.split_seed",
+        "model.hidden",
+        "patches.min_std",
+        "autoencoder.min_steps",
+        "simclr.min_steps",
+        "finetune.lr",
+        "finetune.min_steps",
+        "linear_probe",
+        "linear_probe.C",
+        "linear_probe.max_iter",
+        "compare",
+        "compare.inits",
+        "compare.seeds",
+        "compare.label_fractions",
+    ],
 )
 def test_missing_key_is_named(raw, key):
     message = _error(_without(raw, key))
@@ -197,10 +232,22 @@ def test_missing_key_is_named(raw, key):
     [
         (
             "learning_rate",
-            "init, seed, device, data, model, patches, kmeans, autoencoder, simclr, finetune",
+            "init, seed, device, data, model, patches, kmeans, autoencoder, simclr, finetune, "
+            "linear_probe, compare",
         ),
-        ("data.size", "image_size, channels, val_fraction, test_fraction"),
-        ("finetune.momentum", "epochs, lr, batch_size, label_fraction, freeze_encoder"),
+        ("data.size", "image_size, channels, val_fraction, test_fraction, split_seed"),
+        ("patches.stride", "size, per_image, max_images, min_std, whiten, epsilon"),
+        ("autoencoder.momentum", "epochs, min_steps, lr, batch_size"),
+        (
+            "simclr.momentum",
+            "epochs, min_steps, lr, batch_size, temperature, projection_dim",
+        ),
+        (
+            "finetune.momentum",
+            "epochs, min_steps, lr, batch_size, label_fraction, freeze_encoder",
+        ),
+        ("linear_probe.penalty", "C, max_iter"),
+        ("compare.fractions", "inits, seeds, label_fractions"),
     ],
 )
 def test_unknown_key_is_named_with_valid_keys(raw, key, valid):
@@ -351,3 +398,291 @@ def test_too_few_patches_for_the_clusters_is_refused(raw):
     message = _error(mapping)
     assert "patches.per_image" in message and "kmeans.clusters=16" in message
     assert P.parse_params(_with(mapping, "patches.max_images", 6)).patches.max_images == 6
+
+
+# --------------------------------------------------------------------------- step budgets, probe
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("autoencoder.min_steps", -1, "autoencoder.min_steps must be >= 0, got -1"),
+        ("simclr.min_steps", -1, "simclr.min_steps must be >= 0, got -1"),
+        ("finetune.min_steps", -5, "finetune.min_steps must be >= 0, got -5"),
+        ("data.split_seed", -1, "data.split_seed must be >= 0, got -1"),
+        ("patches.min_std", -0.1, "patches.min_std must be a finite number >= 0, got -0.1"),
+        ("linear_probe.C", 0, "linear_probe.C must be > 0, got 0.0"),
+        ("linear_probe.C", -1, "linear_probe.C must be > 0, got -1.0"),
+        ("linear_probe.max_iter", 0, "linear_probe.max_iter must be >= 1, got 0"),
+    ],
+)
+def test_new_keys_out_of_range_are_rejected(raw, key, value, message):
+    assert _error(_with(raw, key, value)) == f"params.yaml: {message}"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("autoencoder.min_steps", 0),  # 0: the budget is epochs alone
+        ("simclr.min_steps", 0),
+        ("finetune.min_steps", 0),
+        ("finetune.min_steps", 100000),
+        ("data.split_seed", 0),
+        ("data.split_seed", 12345),
+        ("patches.min_std", 0.0),  # 0 drops only constant patches
+        ("linear_probe.C", 1e-6),
+        ("linear_probe.max_iter", 1),
+    ],
+)
+def test_new_keys_boundary_values_are_accepted(raw, key, value):
+    params = P.parse_params(_with(raw, key, value))
+    section, name = key.split(".")
+    assert getattr(getattr(params, section), name) == value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("finetune.min_steps", 10.0, "must be an integer"),
+        ("data.split_seed", True, "must be an integer"),
+        ("linear_probe.max_iter", "1000", "must be an integer"),
+        ("linear_probe.C", "1.0", "must be a number"),
+        ("patches.min_std", None, "must be a number"),
+        ("compare.inits", "random", "must be a list of str"),
+        ("compare.inits", ["random", 1], "must be a string"),
+        ("compare.seeds", 0, "must be a list of int"),
+        ("compare.seeds", [0, 1.0], "must be an integer"),
+        ("compare.label_fractions", [0.1, "0.5"], "must be a number"),
+    ],
+)
+def test_new_keys_wrong_types_are_rejected(raw, key, value, expected):
+    message = _error(_with(raw, key, value))
+    assert message.startswith(f"params.yaml: {key} ")
+    assert expected in message
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_min_std_must_be_finite(raw, value):
+    assert "patches.min_std must be a finite number" in _error(_with(raw, "patches.min_std", value))
+
+
+def test_label_fractions_that_share_a_percentage_are_rejected(raw):
+    # compare.json keys cells by percentage: two such fractions would overwrite each other
+    message = _error(_with(raw, "compare.label_fractions", [0.1, 0.1000001]))
+    assert "compare.label_fractions has values that round to the same percentage" in message
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("compare.inits", [], "compare.inits must list at least one value"),
+        (
+            "compare.inits",
+            ["random", "simclr", "random"],
+            "compare.inits lists 'random' more than once",
+        ),
+        (
+            "compare.inits",
+            ["random", "imagenet"],
+            "compare.inits entries must be among: random, autoencoder, simclr, kmeans "
+            "(got 'imagenet')",
+        ),
+        (
+            "compare.inits",
+            ["simclr", "kmeans"],
+            "compare.inits must include random: every init is compared with it",
+        ),
+        ("compare.seeds", [], "compare.seeds must list at least one value"),
+        ("compare.seeds", [0, 1, 1], "compare.seeds lists 1 more than once"),
+        ("compare.seeds", [0, -1], "compare.seeds must be >= 0, got -1"),
+        ("compare.label_fractions", [], "compare.label_fractions must list at least one value"),
+        (
+            "compare.label_fractions",
+            [0.1, 0.01, 0.1],
+            "compare.label_fractions lists 0.1 more than once",
+        ),
+        ("compare.label_fractions", [0.1, 0], "compare.label_fractions must be in (0, 1], got 0.0"),
+        (
+            "compare.label_fractions",
+            [0.1, 1.5],
+            "compare.label_fractions must be in (0, 1], got 1.5",
+        ),
+        (
+            "compare.label_fractions",
+            [-0.1],
+            "compare.label_fractions must be in (0, 1], got -0.1",
+        ),
+    ],
+)
+def test_compare_lists_are_validated(raw, key, value, message):
+    assert _error(_with(raw, key, value)) == f"params.yaml: {message}"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("compare.inits", ["random"]),  # the reference alone is a valid (trivial) comparison
+        ("compare.inits", ["kmeans", "random"]),
+        ("compare.seeds", [0]),
+        ("compare.label_fractions", [1.0]),
+        ("compare.label_fractions", [1]),
+        ("compare.label_fractions", [0.001, 0.5, 1.0]),
+    ],
+)
+def test_compare_boundary_values_are_accepted(raw, key, value):
+    assert getattr(P.parse_params(_with(raw, key, value)).compare, key.split(".")[1]) == value
+
+
+def test_seed_must_be_one_of_the_compare_seeds(raw):
+    mapping = _with(_with(raw, "seed", 5), "compare.seeds", [0, 1, 2])
+    message = _error(mapping)
+    assert message.startswith("params.yaml: seed must be one of compare.seeds [0, 1, 2]")
+    assert "(got 5)" in message
+    # The other way round: compare.seeds drops the seed that `seed` names.
+    message = _error(_with(_with(raw, "seed", 0), "compare.seeds", [1, 2]))
+    assert message.startswith("params.yaml: seed ") and "compare.seeds [1, 2]" in message
+    assert "(got 0)" in message
+    params = P.parse_params(_with(_with(raw, "seed", 5), "compare.seeds", [0, 5]))
+    assert (params.seed, params.compare.seeds) == (5, [0, 5])
+
+
+# --------------------------------------------------------------------------- YAML 1.2, as DVC
+
+
+def _edited(text: str, key: str, value: str) -> str:
+    """params.yaml ``text`` with the line of the dotted ``key`` (at most one level deep)
+    rewritten to ``key: value``, ``value`` written verbatim."""
+    lines = text.splitlines()
+    start, indent = 0, ""
+    if "." in key:
+        section, key = key.split(".")
+        start = next(
+            i for i, line in enumerate(lines) if line.split("#")[0].rstrip() == f"{section}:"
+        )
+        indent = "  "
+    index = next(i for i in range(start, len(lines)) if lines[i].startswith(f"{indent}{key}:"))
+    lines[index] = f"{indent}{key}: {value}"
+    return "\n".join(lines) + "\n"
+
+
+def _load_edited(tmp_path: Path, **edits: str) -> P.Params:
+    """load_params on a copy of the repo's params.yaml with ``section__key=text`` edits."""
+    text = REPO_PARAMS.read_text(encoding="utf-8")
+    for key, value in edits.items():
+        text = _edited(text, key.replace("__", "."), value)
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    return P.load_params(path)
+
+
+def test_edit_helper_rewrites_only_the_named_line():
+    before = REPO_PARAMS.read_text(encoding="utf-8").splitlines()
+    after = _edited("\n".join(before), "finetune.lr", "1e-05").splitlines()
+    assert len(after) == len(before)
+    (changed,) = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    assert before[changed].startswith("  lr: ")
+    assert after[changed] == "  lr: 1e-05"
+    sections = [line for line in before[:changed] if line[:1].isalpha()]
+    assert sections[-1] == "finetune:"  # not autoencoder's or simclr's lr
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"), [("1e-05", 0.00001), ("1e-3", 0.001), ("5E-4", 0.0005)]
+)
+def test_load_params_reads_exponent_floats(tmp_path, written, expected):
+    # YAML 1.1 (PyYAML's safe_load) reads these as strings; YAML 1.2, as DVC, as floats.
+    lr = _load_edited(tmp_path, finetune__lr=written).finetune.lr
+    assert type(lr) is float
+    assert lr == expected
+
+
+@pytest.mark.parametrize("written", ["yes", "no", "on", "off", "Yes", "NO"])
+def test_load_params_refuses_yaml_1_1_booleans(tmp_path, written):
+    with pytest.raises(ParamsError) as info:
+        _load_edited(tmp_path, finetune__freeze_encoder=written)
+    assert str(info.value) == (
+        f"{tmp_path / 'params.yaml'}: finetune.freeze_encoder must be true or false, "
+        f"got '{written}'"
+    )
+
+
+@pytest.mark.parametrize(("written", "expected"), [("true", True), ("False", False)])
+def test_load_params_reads_yaml_1_2_booleans(tmp_path, written, expected):
+    assert _load_edited(tmp_path, finetune__freeze_encoder=written).finetune.freeze_encoder is (
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("010", 10), ("017", 17), ("0x1F", 31), ("0o17", 15)],  # 1.1: 010 = 8, 017 = 15
+)
+def test_load_params_reads_yaml_1_2_integers(tmp_path, written, expected):
+    params = _load_edited(tmp_path, seed=written, compare__seeds=f"[0, {expected}]")
+    assert type(params.seed) is int
+    assert params.seed == expected
+
+
+# DVC reads params.yaml with ruamel.yaml's safe loader (YAML 1.2). Scalars that ruamel
+# accepts only as its own extensions (1_000, 0b11, +0x1F) are left out: read_yaml keeps
+# them as strings, so a key given one fails validation loudly.
+DVC_SCALARS = [
+    "1e-05", "1e-3", "5E-4", "1.5e-3", "+.5", "1E+2", "1.", "0.001", "1e5", ".inf", "-.inf",
+    "010", "017", "08", "00", "-0", "+1", "0x1F", "0o17", "0X1F", "0o8",
+    "yes", "no", "on", "off", "y", "n", "true", "True", "TRUE", "False",
+    "~", "null", "Null", "12:30", "1e", ".e5", "inf", "NaN", "text",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("scalar", DVC_SCALARS)
+def test_read_yaml_reads_scalars_as_dvc_does(scalar):
+    from dvc.utils.serialize import parse_yaml
+
+    ours = P.read_yaml(f"value: {scalar}\n")["value"]
+    dvc = parse_yaml(f"value: {scalar}\n", "params.yaml")["value"]
+    assert (type(ours), ours) == (type(dvc), dvc)
+
+
+def test_read_yaml_nan_is_a_float():
+    value = P.read_yaml("value: .nan\n")["value"]
+    assert type(value) is float and value != value
+
+
+def test_params_written_by_dvc_modify_yaml_load(tmp_path, raw):
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    shutil.copyfile(REPO_PARAMS, path)
+    with modify_yaml(path) as data:
+        data["finetune"]["lr"] = 1e-5
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"^  lr: 1e-05\b", text, re.MULTILINE)  # YAML 1.1 reads it as a string
+    assert text.count("#") == REPO_PARAMS.read_text(encoding="utf-8").count("#")  # comments kept
+    params = P.load_params(path)
+    assert params.finetune.lr == 0.00001
+    assert params == P.parse_params(_with(raw, "finetune.lr", 0.00001))
+
+
+def test_params_written_by_dvc_exp_run_set_param_load(tmp_path, raw):
+    # What `dvc exp run -S finetune.lr=1e-5 -S ...` does to params.yaml (Hydra overrides).
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copyfile(REPO_PARAMS, path)
+    apply_overrides(
+        path,
+        [
+            "finetune.lr=1e-5",
+            "finetune.freeze_encoder=true",
+            "compare.seeds=[0,1,2,10]",
+            "seed=10",
+        ],
+    )
+    assert re.search(r"^  lr: 1e-05\b", path.read_text(encoding="utf-8"), re.MULTILINE)
+    expected = _with(raw, "finetune.lr", 0.00001)
+    expected = _with(expected, "finetune.freeze_encoder", True)
+    expected = _with(_with(expected, "compare.seeds", [0, 1, 2, 10]), "seed", 10)
+    assert P.load_params(path) == P.parse_params(expected)

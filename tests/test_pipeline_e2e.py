@@ -16,6 +16,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("ant", "bee", "cow")
 PER_CLASS = 30
+COMPARE_INITS = ("random", "kmeans")
 
 
 def _project_files() -> list[str]:
@@ -61,12 +62,15 @@ def project(tmp_path_factory) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, root / rel)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["data"]["image_size"] = 16
-    params["finetune"]["epochs"] = 1
-    params["finetune"]["batch_size"] = 16
-    params["autoencoder"].update(epochs=1, batch_size=16)
-    params["simclr"].update(epochs=1, batch_size=16)
+    # Whatever the workspace's params.yaml holds (e.g. after `dvc exp run -S init=kmeans`).
+    params.update(init="random", seed=0)
+    params["data"].update(image_size=16, split_seed=0)
+    params["finetune"].update(epochs=1, min_steps=4, batch_size=16, label_fraction=1.0,
+                              freeze_encoder=False)  # fmt: skip
+    params["autoencoder"].update(epochs=1, min_steps=0, batch_size=16)
+    params["simclr"].update(epochs=1, min_steps=0, batch_size=16)
     params["patches"].update(per_image=4, max_images=1000)
+    params["compare"] = {"inits": list(COMPARE_INITS), "seeds": [0, 1], "label_fractions": [0.5]}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _write_tiny_dataset(root / "data")
     run(root, "git", "init", "-q")
@@ -80,7 +84,7 @@ def project(tmp_path_factory) -> Path:
 
 
 def stages_run(result: subprocess.CompletedProcess) -> set[str]:
-    return set(re.findall(r"Running stage '(\w+)'", result.stdout))
+    return set(re.findall(r"Running stage '([\w@.-]+)'", result.stdout))
 
 
 def reset(project: Path) -> None:
@@ -104,29 +108,59 @@ def _set_params(project: Path, **changes: object) -> None:
 def test_repro_writes_metrics_and_plots(project):
     metrics = json.loads((project / "metrics" / "finetune.json").read_text())
     assert metrics["init"] == "random" and metrics["seed"] == 0
-    for key in ("accuracy", "macro_f1", "test_loss", "best_val_accuracy"):
+    for key in ("accuracy", "macro_f1", "test_loss", "final_val_accuracy"):
         assert metrics[key] >= 0 and (key == "test_loss" or metrics[key] <= 1), key
     ingest = json.loads((project / "metrics" / "ingest.json").read_text())
     assert ingest["images"] == 3 * PER_CLASS
     assert [f["path"] for f in ingest["skipped"]["files"]] == ["cow/broken.jpg"]
     assert ingest["ignored"]["hidden"] == 1
     history = json.loads((project / "metrics/plots/finetune/history.json").read_text())
-    assert [row["epoch"] for row in history] == [1]
+    assert history[-1]["step"] == metrics["steps"] >= 4  # min_steps applies
     confusion = json.loads((project / "metrics/plots/finetune/confusion.json").read_text())
     assert len(confusion) == ingest["split"]["test"]
     assert {row["actual"] for row in confusion} == set(CLASSES)
-    autoencoder = json.loads((project / "metrics" / "autoencoder.json").read_text())
-    assert set(autoencoder) == {"train_loss", "val_loss", "mean_image_val_loss"}
-    simclr = json.loads((project / "metrics" / "simclr.json").read_text())
-    assert set(simclr) == {"loss", "knn_accuracy", "random_init_knn_accuracy"}
-    kmeans = json.loads((project / "metrics" / "kmeans.json").read_text())
-    assert kmeans["iterations"] >= 1
-    # max_images exceeds the dataset: every train image gives patches, no val or test image does
-    assert kmeans["patches"] == 4 * ingest["split"]["train"]
-    for name in ("random", "autoencoder", "simclr", "kmeans"):
-        assert (project / "artifacts" / "init" / f"{name}.pt").is_file(), name
-    for name in ("kmeans_filters", "autoencoder_reconstructions"):
-        assert (project / "artifacts" / "plots" / f"{name}.png").is_file(), name
+    for seed in (0, 1):  # pretraining runs once per seed of the comparison
+        autoencoder = json.loads((project / f"metrics/autoencoder/seed{seed}.json").read_text())
+        assert set(autoencoder) == {"train_loss", "val_loss", "mean_image_val_loss"}
+        simclr = json.loads((project / f"metrics/simclr/seed{seed}.json").read_text())
+        assert set(simclr) == {"loss", "knn_accuracy", "random_init_knn_accuracy"}
+        kmeans = json.loads((project / f"metrics/kmeans/seed{seed}.json").read_text())
+        assert kmeans["iterations"] >= 1
+        # max_images exceeds the dataset: every train image gives patches, no val or test one
+        assert kmeans["patches_sampled"] == 4 * ingest["split"]["train"]
+        for name in ("random", "autoencoder", "simclr", "kmeans"):
+            assert (project / "artifacts/init" / name / f"seed{seed}.pt").is_file(), name
+        for name in ("kmeans_filters", "autoencoder_reconstructions"):
+            assert (project / "artifacts/plots" / name / f"seed{seed}.png").is_file(), name
+
+
+def test_repro_writes_the_comparison(project):
+    compare = json.loads((project / "metrics" / "compare.json").read_text())
+    assert set(compare) == {"finetune", "linear_probe"}
+    for protocol in compare.values():
+        cells = protocol["labels_50%"]
+        assert set(cells) == set(COMPARE_INITS)
+        assert cells["random"]["n"] == 2 and 0 <= cells["random"]["mean"] <= 1
+        assert cells["kmeans"]["verdict"] in {"better", "worse", "no detectable difference"}
+    report = (project / "reports" / "compare.md").read_text()
+    assert "| kmeans |" in report and "50% labels" in report
+    for name in ("compare_accuracy", "compare_curves"):
+        assert (project / "reports" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adding_a_seed_runs_only_the_new_variants(project):
+    try:
+        _set_params(project, compare__seeds=[0, 1, 2])
+        ran = stages_run(run(project, "dvc", "repro"))
+        new = {f"{stage}@2" for stage in ("init_random", "patches", "kmeans", "autoencoder",
+                                          "simclr")}  # fmt: skip
+        new |= {f"compare_{protocol}@{init}-2-0.5" for protocol in ("finetune", "linear_probe")
+                for init in COMPARE_INITS}  # fmt: skip
+        assert ran == new | {"compare"}, ran
+        compare = json.loads((project / "metrics" / "compare.json").read_text())
+        assert compare["finetune"]["labels_50%"]["random"]["n"] == 3
+    finally:
+        reset(project)
 
 
 def test_status_is_clean_and_second_repro_skips_every_stage(project):
@@ -178,7 +212,7 @@ def test_misspelled_init_alone_stops_dvc_before_any_stage(project):
     assert stages_run(result) == set(), result.stdout
     output = result.stdout + result.stderr
     assert "failed to reproduce 'finetune'" in output
-    assert str(Path("artifacts", "init", "randm.pt")) in output
+    assert str(Path("artifacts", "init", "randm", "seed0.pt")) in output
     assert "Traceback" not in output
 
 
@@ -187,7 +221,8 @@ def test_exp_run_with_another_init_runs_finetune_only(project, init):
     try:
         result = run(project, "dvc", "exp", "run", "-S", f"init={init}")
         assert stages_run(result) == {"finetune"}, result.stdout
-        for stage in ("ingest", "patches", "kmeans", "autoencoder", "simclr", "init_random"):
+        for stage in ("ingest", "patches@0", "kmeans@1", "autoencoder@0", "simclr@1",
+                      "init_random@0", "compare_finetune@random-0-0.5", "compare"):  # fmt: skip
             assert f"Stage '{stage}' didn't change" in result.stdout, stage
         metrics = json.loads((project / "metrics" / "finetune.json").read_text())
         assert metrics["init"] == init
@@ -198,14 +233,16 @@ def test_exp_run_with_another_init_runs_finetune_only(project, init):
 def test_simclr_temperature_reruns_finetune_only_when_init_is_simclr(project):
     try:
         _set_params(project, simclr__temperature=0.2)
-        assert stages_run(run(project, "dvc", "repro")) == {"simclr"}
+        # simclr is not among the compared inits here, so no run of the comparison re-runs;
+        # only the report, whose settings name the temperature
+        assert stages_run(run(project, "dvc", "repro")) == {"simclr@0", "simclr@1", "compare"}
         reset(project)
         _set_params(project, init="simclr")
         run(project, "dvc", "repro")
         # 0.3, not 0.2 again: DVC's run cache would restore simclr at 0.2 without running it.
         _set_params(project, init="simclr", simclr__temperature=0.3)
         rerun = stages_run(run(project, "dvc", "repro"))
-        assert rerun == {"simclr", "finetune"}
+        assert rerun == {"simclr@0", "simclr@1", "finetune", "compare"}
     finally:
         reset(project)
 
@@ -213,13 +250,14 @@ def test_simclr_temperature_reruns_finetune_only_when_init_is_simclr(project):
 def test_going_back_to_earlier_params_restores_every_stage_from_the_run_cache(project):
     """Plot data is committed (cache: false) yet no stage loses DVC's run cache to it."""
     try:
-        _set_params(project, seed=5)
-        assert "Stage 'autoencoder' is cached" not in run(project, "dvc", "repro").stdout
-        _set_params(project, seed=0)
+        _set_params(project, data__split_seed=5)
+        assert "Stage 'autoencoder@0' is cached" not in run(project, "dvc", "repro").stdout
+        _set_params(project, data__split_seed=0)
         result = run(project, "dvc", "repro")
-        assert stages_run(result) == set(), result.stdout
-        for stage in ("ingest", "init_random", "patches", "kmeans", "autoencoder", "simclr",
-                      "finetune"):  # fmt: skip
+        assert stages_run(result) <= {"compare"}, result.stdout  # its report is an uncached out
+        for stage in ("ingest", "init_random@0", "patches@1", "kmeans@0", "autoencoder@1",
+                      "simclr@0", "finetune", "compare_finetune@kmeans-1-0.5",
+                      "compare_linear_probe@random-0-0.5"):  # fmt: skip
             assert f"Stage '{stage}' is cached - skipping run" in result.stdout, stage
         assert run(project, "git", "status", "--porcelain").stdout == ""
         assert "up to date" in run(project, "dvc", "status").stdout

@@ -1,21 +1,26 @@
+import copy
+
 import pytest
 import torch
+from torch import nn
 
 from initbench.data import Split
 from initbench.model import Encoder, feature_side
-from initbench.simclr import ProjectionHead, SimCLR, encode, knn_accuracy, train_simclr
-from initbench.train import Normalize, set_seed
+from initbench.probes import encode, knn_accuracy, recalibrate_batchnorm
+from initbench.simclr import KNN_PROBES, ProjectionHead, SimCLR, probe_knn, train_simclr
+from initbench.train import MAX_ROUNDS, Normalize, set_seed
 
 CHANNELS, DROPOUT = [4, 8, 8], [0.0, 0.0, 0.0]
 CPU = torch.device("cpu")
+NORMALIZE = Normalize([0.2], [0.4])
 
 
-def _split(n=40, seed=0):
+def _split(n=40, seed=0, size=16):
     """Two classes: horizontal vs vertical bars, at random positions."""
     generator = torch.Generator().manual_seed(seed)
-    images = torch.zeros(n, 1, 16, 16, dtype=torch.uint8)
+    images = torch.zeros(n, 1, size, size, dtype=torch.uint8)
     labels = torch.arange(n) % 2
-    offsets = torch.randint(0, 12, (n,), generator=generator).tolist()
+    offsets = torch.randint(0, size - 4, (n,), generator=generator).tolist()
     for i, offset in enumerate(offsets):
         if labels[i] == 0:
             images[i, 0, offset : offset + 4, :] = 255
@@ -24,10 +29,22 @@ def _split(n=40, seed=0):
     return Split(images, labels)
 
 
-def _model(projection_dim=8):
+def _model(projection_dim=8, size=16):
     encoder = Encoder(1, CHANNELS, DROPOUT)
-    features = encoder.out_channels * feature_side(16, 3) ** 2
+    features = encoder.out_channels * feature_side(size, 3) ** 2
     return SimCLR(encoder, ProjectionHead(features, 16, projection_dim))
+
+
+def _train(model, train, val, **overrides):
+    kwargs = {"epochs": 2, "min_steps": 0, "lr": 0.01, "batch_size": 16, "temperature": 0.5,
+              "seed": 0, "device": CPU, "log": lambda line: None}  # fmt: skip
+    kwargs.update(overrides)
+    return train_simclr(model, NORMALIZE, train, val, **kwargs)
+
+
+def _norm_stats(encoder):
+    return [(m.running_mean.clone(), m.running_var.clone())
+            for m in encoder.modules() if isinstance(m, nn.BatchNorm2d)]  # fmt: skip
 
 
 def test_projection_head_output_and_representation_shapes():
@@ -37,35 +54,48 @@ def test_projection_head_output_and_representation_shapes():
     assert model.encoder(x).shape == (3, 8, 2, 2)  # what transfers: before the head
 
 
-def test_knn_probe_separates_an_easy_problem_and_uses_cosine():
+def test_knn_probe_separates_an_easy_problem_but_not_shuffled_labels():
+    train = _split()
+    set_seed(0)
+    encoder = _model().encoder
+    features = encode(encoder, NORMALIZE, train.images, CPU)
+    assert features.shape == (40, 8 * 2 * 2)
+    # Identical train and val: each val sample is its own nearest neighbour, but k=20
+    # neighbours vote, so a label-shuffled train set must score near chance instead.
+    shuffled = train.labels[torch.randperm(40, generator=torch.Generator().manual_seed(0))]
+    labels = train.labels.numpy()
+    assert knn_accuracy(features, shuffled.numpy(), features, labels) < 0.9
+    assert probe_knn(encoder, NORMALIZE, Split(train.images, shuffled), train, CPU) < 0.9
+    assert 0.0 <= probe_knn(encoder, NORMALIZE, train, _split(20, seed=1), CPU) <= 1.0
+
+
+def test_probe_knn_recalibrates_batchnorm_on_the_train_images():
     train, val = _split(), _split(20, seed=1)
     set_seed(0)
     encoder = _model().encoder
-    accuracy = knn_accuracy(encoder, Normalize([0.2], [0.4]), train, val, CPU)
-    features = encode(encoder, Normalize([0.2], [0.4]), train, CPU)
-    assert features.shape == (40, 8 * 2 * 2)
-    assert 0.0 <= accuracy <= 1.0
-    # Identical train and val: each val sample is its own nearest neighbour, but k=20
-    # neighbours vote, so a label-shuffled train set must score near chance instead.
-    shuffled = Split(
-        train.images, train.labels[torch.randperm(40, generator=torch.Generator().manual_seed(0))]
-    )
-    assert knn_accuracy(encoder, Normalize([0.2], [0.4]), shuffled, train, CPU) < 0.9
+    fresh = copy.deepcopy(encoder)
+    recalibrate_batchnorm(fresh, NORMALIZE, train.images, CPU)
+    probe_knn(encoder, NORMALIZE, train, val, CPU)
+    for (mean, var), (fresh_mean, fresh_var) in zip(
+        _norm_stats(encoder), _norm_stats(fresh), strict=True
+    ):
+        assert torch.equal(mean, fresh_mean) and torch.equal(var, fresh_var)
+        assert not torch.equal(var, torch.ones_like(var))  # not BatchNorm's defaults
 
 
 def test_train_simclr_is_seeded_and_reports_history():
     def train(seed):
         set_seed(seed)
         model = _model()
-        result = train_simclr(
-            model, Normalize([0.2], [0.4]), _split(), _split(20, seed=1), epochs=2, lr=0.01,
-            batch_size=16, temperature=0.5, seed=seed, device=CPU, log=lambda line: None,
-        )  # fmt: skip
+        result = _train(model, _split(), _split(20, seed=1), seed=seed)
         return model, result
 
     model, result = train(0)
-    assert [row["epoch"] for row in result.history] == [1, 2]
+    # 40 images, batch 16: 3 steps an epoch, one round each.
+    assert [row["step"] for row in result.history] == [3, 6]
+    assert [row["epoch"] for row in result.history] == [1.0, 2.0]
     assert result.loss == result.history[-1]["loss"] and result.loss > 0
+    assert result.knn_accuracy == result.history[-1]["knn_accuracy"]
     assert 0 <= result.random_init_knn_accuracy <= 1 and result.pairs_per_s > 0
     model_again, again = train(0)
     assert again.history == result.history
@@ -75,13 +105,35 @@ def test_train_simclr_is_seeded_and_reports_history():
     assert other.history != result.history
 
 
-def test_random_init_knn_is_measured_before_training():
+def test_train_simclr_runs_min_steps_and_probes_a_few_rounds_always_the_last():
+    set_seed(0)
+    result = _train(_model(size=8), _split(8, size=8), _split(4, seed=1, size=8), epochs=1,
+                    min_steps=3 * MAX_ROUNDS, batch_size=8)  # fmt: skip
+    assert result.history[-1]["step"] == 3 * MAX_ROUNDS
+    assert len(result.history) == MAX_ROUNDS
+    probed = [row for row in result.history if "knn_accuracy" in row]
+    assert 1 <= len(probed) <= KNN_PROBES
+    assert "knn_accuracy" in result.history[-1]
+
+
+def test_random_init_knn_is_measured_before_training_with_recalibrated_batchnorm():
+    train, val = _split(), _split(20, seed=1)
     set_seed(0)
     model = _model()
-    normalize = Normalize([0.2], [0.4])
-    before = knn_accuracy(model.encoder, normalize, _split(), _split(20, seed=1), CPU)
+    initial = copy.deepcopy(model.encoder)
+    raw = knn_accuracy(
+        encode(initial, NORMALIZE, train.images, CPU), train.labels.numpy(),
+        encode(initial, NORMALIZE, val.images, CPU), val.labels.numpy(),
+    )  # fmt: skip
+    recalibrated = probe_knn(initial, NORMALIZE, train, val, CPU)
+    assert recalibrated != raw  # this encoder and data tell the two apart
+    result = _train(model, train, val, epochs=1)
+    assert result.random_init_knn_accuracy == pytest.approx(recalibrated)
+
+
+def test_train_simclr_survives_a_last_batch_of_one_image():
+    # 129 = 128 + 1 images of 8x8: the third block's map is 1x1.
     set_seed(0)
-    result = train_simclr(_model(), normalize, _split(), _split(20, seed=1), epochs=1, lr=0.01,
-                          batch_size=16, temperature=0.5, seed=0, device=CPU,
-                          log=lambda line: None)  # fmt: skip
-    assert result.random_init_knn_accuracy == pytest.approx(before)
+    result = _train(_model(size=8), _split(129, size=8), _split(10, seed=1, size=8), epochs=2,
+                    batch_size=128)  # fmt: skip
+    assert result.history[-1]["step"] == 4 and result.loss > 0

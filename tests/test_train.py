@@ -3,53 +3,105 @@ import torch
 
 from initbench.data import Split, label_subset
 from initbench.model import build_classifier
-from initbench.train import Normalize, evaluate, fit, set_seed
+from initbench.train import (
+    MAX_ROUNDS,
+    Normalize,
+    evaluate,
+    fit,
+    round_ends,
+    set_seed,
+    step_budget,
+)
 
 ARCH = {"channels": [4, 8, 8], "dropout": [0.3, 0.4, 0.4], "hidden": 16, "head_dropout": 0.5}
+CPU = torch.device("cpu")
+NORMALIZE = Normalize([0.5], [0.25])
 
 
-def _toy_split(n=60, seed=0):
-    """Three separable classes: dark, mid and bright 16x16 images with noise."""
+def _toy_split(n=60, seed=0, classes=3, size=16):
+    """Separable classes by brightness: class ``c`` is ``c * step + 20`` plus noise in 0..30."""
     generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 3
-    base = (labels * 100 + 20).view(n, 1, 1, 1).float()
-    images = (base + torch.randint(0, 30, (n, 1, 16, 16), generator=generator)).to(torch.uint8)
-    return Split(images, labels)
+    labels = torch.arange(n) % classes
+    step = 200 // max(classes - 1, 1)
+    base = (labels * step + 20).view(n, 1, 1, 1).float()
+    noise = torch.randint(0, 30, (n, 1, size, size), generator=generator)
+    return Split((base + noise).to(torch.uint8), labels)
+
+
+def _fit(model, train, val, **overrides):
+    kwargs = {"epochs": 2, "min_steps": 0, "lr": 0.01, "batch_size": 16, "seed": 0,
+              "device": CPU, "log": lambda line: None}  # fmt: skip
+    kwargs.update(overrides)
+    return fit(model, NORMALIZE, train, val, **kwargs)
 
 
 def _train(seed, epochs=2, freeze_encoder=False):
     set_seed(seed)
     model = build_classifier(1, 16, 3, **ARCH)
-    normalize = Normalize([0.5], [0.25])
-    history, best = fit(
-        model, normalize, _toy_split(), _toy_split(30, seed=1), epochs=epochs, lr=0.01,
-        batch_size=16, seed=seed, device=torch.device("cpu"), freeze_encoder=freeze_encoder,
-        log=lambda line: None,
-    )  # fmt: skip
-    return model, history, best
+    history = _fit(model, _toy_split(), _toy_split(30, seed=1), epochs=epochs, seed=seed,
+                   freeze_encoder=freeze_encoder)  # fmt: skip
+    return model, history
+
+
+@pytest.fixture
+def one_thread():
+    """Run a long loop of tiny steps on one thread: at this size, intra-op threads cost more
+    than they save, and many times more on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _count_adam_steps(monkeypatch, after_step=None):
+    """Count ``torch.optim.Adam.step`` calls; ``after_step(optimizer)`` runs after each."""
+    calls = []
+    original = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        calls.append(1)
+        if after_step is not None:
+            after_step(self)
+        return result
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    return calls
+
+
+def _equal_states(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_two_seeded_runs_are_identical():
-    _, history_a, best_a = _train(seed=3)
-    _, history_b, best_b = _train(seed=3)
+    model_a, history_a = _train(seed=3)
+    model_b, history_b = _train(seed=3)
     assert history_a == history_b
-    assert best_a.keys() == best_b.keys()
-    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+    assert _equal_states(model_a.state_dict(), model_b.state_dict())
 
 
 def test_different_seeds_differ():
-    _, _, best_a = _train(seed=3)
-    _, _, best_b = _train(seed=4)
-    assert not all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+    model_a, _ = _train(seed=3)
+    model_b, _ = _train(seed=4)
+    assert not _equal_states(model_a.state_dict(), model_b.state_dict())
 
 
 def test_training_learns_a_separable_toy_problem():
-    model, history, best = _train(seed=0, epochs=8)
+    model, history = _train(seed=0, epochs=8)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    model.load_state_dict(best)
-    result = evaluate(model, Normalize([0.5], [0.25]), _toy_split(30, seed=1), torch.device("cpu"))
+    result = evaluate(model, NORMALIZE, _toy_split(30, seed=1), CPU)
     assert result.accuracy >= 0.9
-    assert max(h["val_accuracy"] for h in history) == pytest.approx(result.accuracy)
+    # The last history row was measured on the weights the model keeps.
+    assert history[-1]["val_accuracy"] == pytest.approx(result.accuracy)
+
+
+def test_history_has_one_row_per_round_with_steps_and_epochs():
+    _, history = _train(seed=0, epochs=3)  # 60 images, batch 16: 4 steps an epoch
+    assert [row["step"] for row in history] == [4, 8, 12]
+    assert [row["epoch"] for row in history] == [1.0, 2.0, 3.0]
+    assert set(history[0]) == {
+        "step", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"
+    }  # fmt: skip
 
 
 def test_frozen_encoder_is_unchanged_after_training():
@@ -57,22 +109,120 @@ def test_frozen_encoder_is_unchanged_after_training():
     model = build_classifier(1, 16, 3, **ARCH)
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     head_before = {k: v.clone() for k, v in model.head.state_dict().items()}
-    fit(
-        model, Normalize([0.5], [0.25]), _toy_split(), _toy_split(30, seed=1), epochs=2,
-        lr=0.01, batch_size=16, seed=0, device=torch.device("cpu"), freeze_encoder=True,
-        log=lambda line: None,
-    )  # fmt: skip
+    _fit(model, _toy_split(), _toy_split(30, seed=1), freeze_encoder=True)
     # BatchNorm running statistics included: the encoder stays in eval mode.
     for key, tensor in model.encoder.state_dict().items():
         assert torch.equal(tensor, before[key]), key
     assert any(not torch.equal(v, head_before[k]) for k, v in model.head.state_dict().items())
 
 
+def test_step_budget_is_epochs_of_passes_but_at_least_min_steps():
+    # 1% labels of a 7,000-image train split: 70 images, one batch a step.
+    assert step_budget(70, 128, epochs=20, min_steps=0) == 20
+    assert step_budget(70, 128, epochs=20, min_steps=500) == 500
+    # The full split: ceil(7000 / 128) = 55 steps an epoch, already above min_steps.
+    assert step_budget(7000, 128, epochs=20, min_steps=500) == 1100
+    assert step_budget(256, 128, epochs=3, min_steps=5) == 6
+    with pytest.raises(ValueError, match="at least one image"):
+        step_budget(0, 128, epochs=1, min_steps=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        step_budget(10, 0, epochs=1, min_steps=0)
+
+
+def test_round_ends_are_epochs_when_few_and_the_last_one_can_be_cut_short():
+    assert round_ends(12, 4) == [4, 8, 12]
+    assert round_ends(10, 4) == [4, 8, 10]
+    assert round_ends(3, 5) == [3]
+    assert round_ends(MAX_ROUNDS, 1) == list(range(1, MAX_ROUNDS + 1))
+
+
+def test_round_ends_are_evenly_spaced_when_epochs_are_many():
+    ends = round_ends(25 * MAX_ROUNDS, 1)  # more one-step epochs than rounds
+    assert ends == [25 * r for r in range(1, MAX_ROUNDS + 1)]
+    assert round_ends(100, 1, max_rounds=4) == [25, 50, 75, 100]
+
+
+@pytest.mark.parametrize(
+    ("steps", "per_epoch", "max_rounds"),
+    [(1, 1, 20), (7, 3, 20), (21, 1, 20), (500, 1, 20), (1100, 55, 20), (1101, 55, 20),
+     (997, 3, 20), (41, 2, 4), (5, 1, 1)],
+)  # fmt: skip
+def test_round_ends_are_few_increasing_and_end_at_the_budget(steps, per_epoch, max_rounds):
+    ends = round_ends(steps, per_epoch, max_rounds)
+    assert 1 <= len(ends) <= max_rounds
+    assert ends[0] >= 1 and ends[-1] == steps
+    assert ends == sorted(set(ends))  # strictly increasing
+
+
+def test_fit_runs_min_steps_on_a_one_percent_label_subset(monkeypatch, one_thread):
+    # 7 labelled images for each of 10 classes, batch 128, 20 epochs: 20 steps by epochs,
+    # so min_steps decides. (8x8 images: the image size does not matter here.)
+    train = _toy_split(70, classes=10, size=8)
+    val = _toy_split(10, seed=1, classes=10, size=8)
+    calls = _count_adam_steps(monkeypatch)
+    set_seed(0)
+    model = build_classifier(1, 8, 10, **ARCH)
+    history = _fit(model, train, val, epochs=20, min_steps=500, batch_size=128)
+    assert len(calls) == 500
+    assert history[-1]["step"] == 500
+    assert len(history) <= MAX_ROUNDS
+
+
+def test_fit_without_min_steps_runs_its_epochs(monkeypatch):
+    calls = _count_adam_steps(monkeypatch)
+    set_seed(0)
+    model = build_classifier(1, 8, 10, **ARCH)
+    train, val = _toy_split(70, classes=10, size=8), _toy_split(10, seed=1, classes=10, size=8)
+    history = _fit(model, train, val, epochs=20, min_steps=0, batch_size=128)
+    assert len(calls) == 20
+    assert [row["step"] for row in history] == round_ends(20, 1)
+
+
+def test_fit_keeps_the_final_weights_even_when_val_was_best_earlier(monkeypatch):
+    # Val holds train-like images labelled with the *next* class, so the better the model
+    # learns train, the worse it scores on val: val accuracy peaks early.
+    train = _toy_split(60)
+    val = Split(_toy_split(30, seed=1).images, (_toy_split(30, seed=1).labels + 1) % 3)
+    set_seed(0)
+    model = build_classifier(1, 16, 3, **ARCH)
+    snapshots = []
+    _count_adam_steps(
+        monkeypatch, lambda _: snapshots.append(
+            {k: v.clone() for k, v in model.state_dict().items()}
+        )
+    )  # fmt: skip
+    history = _fit(model, train, val, epochs=8)
+    accuracies = [row["val_accuracy"] for row in history]
+    assert max(accuracies) > accuracies[-1]  # the case this test is about
+    best_round = accuracies.index(max(accuracies))
+    best_state = snapshots[history[best_round]["step"] - 1]
+    assert isinstance(history, list)
+    assert _equal_states(model.state_dict(), snapshots[-1])
+    assert not _equal_states(model.state_dict(), best_state)
+    assert evaluate(model, NORMALIZE, val, CPU).accuracy == pytest.approx(accuracies[-1])
+
+
+def test_fit_survives_a_last_batch_of_one_image(monkeypatch):
+    # 129 = 128 + 1 images of 8x8: the third block's map is 1x1, so a batch of one image
+    # would give BatchNorm a single value per channel.
+    train = _toy_split(129, size=8)
+    set_seed(0)
+    model = build_classifier(1, 8, 3, **ARCH)
+    sizes = []
+    model.register_forward_pre_hook(
+        lambda module, inputs: sizes.append(len(inputs[0])) if module.training else None
+    )
+    calls = _count_adam_steps(monkeypatch)
+    history = _fit(model, train, _toy_split(9, seed=1, size=8), epochs=3, batch_size=128)
+    assert len(calls) == history[-1]["step"] == step_budget(129, 128, 3, 0)
+    assert min(sizes) >= 2
+
+
 def test_evaluate_reports_loss_accuracy_and_macro_f1():
     set_seed(0)
     model = build_classifier(1, 16, 3, **ARCH)
     split = _toy_split(30)
-    result = evaluate(model, Normalize([0.5], [0.25]), split, torch.device("cpu"))
+    result = evaluate(model, NORMALIZE, split, CPU)
     assert result.predictions.shape == (30,)
     assert result.accuracy == pytest.approx((result.predictions == split.labels).float().mean())
     assert 0 <= result.macro_f1 <= 1 and result.loss > 0

@@ -1,0 +1,217 @@
+import copy
+
+import pytest
+import torch
+
+from initbench.data import ArrayData, Split, label_subset
+from initbench.model import Classifier, Encoder
+from initbench.params import FinetuneParams, LinearProbeParams, ModelParams
+from initbench.probes import encode, linear_probe, recalibrate_batchnorm
+from initbench.protocols import classifier_from_init, finetune, labelled_train, probe
+from initbench.train import Normalize, evaluate, step_budget
+from initbench.transfer import make_checkpoint, seeded_encoder
+
+CPU = torch.device("cpu")
+MODEL = ModelParams(channels=[4, 8, 8], dropout=[0.3, 0.4, 0.4], hidden=16, head_dropout=0.5)
+#: Without dropout the tiny model learns the toy task in tens of steps.
+QUICK_MODEL = ModelParams(channels=[4, 8, 8], dropout=[0.0] * 3, hidden=16, head_dropout=0.0)
+CLASSES = 4
+SIZE = 8
+
+
+def _split(n, seed):
+    """Class ``c`` is brightness ``c * 60 + 10`` plus noise: separable, and every image
+    distinct (so an image identifies itself)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % CLASSES
+    base = (labels * 60 + 10).view(n, 1, 1, 1)
+    noise = torch.randint(0, 40, (n, 1, SIZE, SIZE), generator=generator)
+    return Split((base + noise).to(torch.uint8), labels)
+
+
+def _data(n_train=80):
+    splits = {"train": _split(n_train, 0), "val": _split(12, 1), "test": _split(12, 2)}
+    return ArrayData(classes=[f"c{i}" for i in range(CLASSES)], image_size=SIZE, channels=1,
+                     mean=[0.4], std=[0.3], splits=splits)  # fmt: skip
+
+
+def _checkpoint(tmp_path, seed):
+    encoder = seeded_encoder(1, MODEL.channels, MODEL.dropout, seed)
+    path = tmp_path / f"init{seed}.pt"
+    torch.save(make_checkpoint("random", encoder, _data().encoder_meta(MODEL.channels)), path)
+    return path
+
+
+def _finetune_params(**overrides):
+    values = {"epochs": 3, "min_steps": 0, "lr": 0.01, "batch_size": 8, "label_fraction": 0.25,
+              "freeze_encoder": False}  # fmt: skip
+    values.update(overrides)
+    return FinetuneParams(**values)
+
+
+def _rows(images):
+    return {tuple(image.flatten().tolist()) for image in images}
+
+
+def test_classifier_from_init_draws_the_same_head_for_every_init(tmp_path):
+    init_a, init_b = _checkpoint(tmp_path, 1), _checkpoint(tmp_path, 2)
+    data = _data()
+    a = classifier_from_init(data, init_a, MODEL, seed=0)
+    b = classifier_from_init(data, init_b, MODEL, seed=0)
+    for key, tensor in a.head.state_dict().items():
+        assert torch.equal(tensor, b.head.state_dict()[key]), key
+    for model, path in [(a, init_a), (b, init_b)]:
+        saved = torch.load(path, weights_only=True)["encoder"]
+        for key, tensor in model.encoder.state_dict().items():
+            assert torch.equal(tensor, saved[key]), key
+    assert not torch.equal(a.encoder.blocks[0].conv.weight, b.encoder.blocks[0].conv.weight)
+    other_seed = classifier_from_init(data, init_a, MODEL, seed=1)
+    assert not torch.equal(other_seed.head.net[1].weight, a.head.net[1].weight)
+
+
+def test_labelled_train_is_seeded_stratified_and_nested_across_fractions():
+    data = _data(n_train=400)  # 100 images a class
+    small, large = labelled_train(data, 0.01, seed=0), labelled_train(data, 0.1, seed=0)
+    assert torch.bincount(small.labels).tolist() == [1] * CLASSES
+    assert torch.bincount(large.labels).tolist() == [10] * CLASSES
+    assert _rows(small.images) <= _rows(large.images)
+    assert _rows(large.images) <= _rows(labelled_train(data, 0.5, seed=0).images)
+    again = labelled_train(data, 0.1, seed=0)
+    assert torch.equal(again.images, large.images) and torch.equal(again.labels, large.labels)
+    assert _rows(labelled_train(data, 0.1, seed=1).images) != _rows(large.images)
+    assert len(labelled_train(data, 1.0, seed=0)) == 400
+
+
+def _training_inputs(monkeypatch):
+    """Record every batch a :class:`Classifier` sees in train mode."""
+    seen = []
+    original = Classifier.forward
+
+    def forward(self, x):
+        if self.training:
+            seen.append(x.detach().clone())
+        return original(self, x)
+
+    monkeypatch.setattr(Classifier, "forward", forward)
+    return seen
+
+
+def test_finetune_trains_only_on_the_labelled_fraction(monkeypatch, tmp_path):
+    data = _data()
+    seen = _training_inputs(monkeypatch)
+    params = _finetune_params()
+    result = finetune(data, _checkpoint(tmp_path, 1), MODEL, params, 0.25, seed=0, device=CPU,
+                      log=lambda line: None)  # fmt: skip
+    keep = label_subset(data.splits["train"].labels, 0.25, seed=0)
+    assert result.train_images == len(keep) == 20
+    assert result.steps == step_budget(20, params.batch_size, params.epochs, params.min_steps)
+    assert result.history[-1]["step"] == result.steps
+    normalize = Normalize(data.mean, data.std)
+    subset = _rows(normalize(data.splits["train"].images[keep]))
+    trained_on = _rows(torch.cat(seen))
+    assert trained_on == subset  # every labelled image, and no other
+
+
+def test_finetune_reports_test_metrics_of_its_final_weights(monkeypatch, tmp_path):
+    # Val labels are shifted by one class: the better the fit, the worse val gets. No
+    # selection on val means the final weights are kept and scored on test anyway.
+    data = _data()
+    val = data.splits["val"]
+    data = ArrayData(**{**data.__dict__, "splits": {
+        **data.splits, "val": Split(val.images, (val.labels + 1) % CLASSES)}})  # fmt: skip
+    last = {}
+    original = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        last["params"] = [p.detach().clone() for g in self.param_groups for p in g["params"]]
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    result = finetune(data, _checkpoint(tmp_path, 1), QUICK_MODEL, _finetune_params(min_steps=60),
+                      0.5, seed=0, device=CPU, log=lambda line: None)  # fmt: skip
+    accuracies = [row["val_accuracy"] for row in result.history]
+    assert max(accuracies) > accuracies[-1]  # val was best at an earlier round
+    for final, after_last_step in zip(result.model.parameters(), last["params"], strict=True):
+        assert torch.equal(final, after_last_step)
+    normalize = Normalize(data.mean, data.std)
+    test = evaluate(result.model, normalize, data.splits["test"], CPU)
+    assert result.test.accuracy == test.accuracy
+    assert torch.equal(result.test.predictions, test.predictions)
+    assert result.test.accuracy >= 0.9  # the final weights did learn the task
+
+
+def test_finetune_with_a_frozen_encoder_recalibrates_batchnorm_only(tmp_path):
+    data = _data()
+    init = _checkpoint(tmp_path, 1)
+    saved = torch.load(init, weights_only=True)["encoder"]
+    result = finetune(data, init, MODEL, _finetune_params(freeze_encoder=True), 0.25, seed=0,
+                      device=CPU, log=lambda line: None)  # fmt: skip
+    expected = seeded_encoder(1, MODEL.channels, MODEL.dropout, 1)
+    recalibrate_batchnorm(expected, Normalize(data.mean, data.std), data.splits["train"].images,
+                          CPU)  # fmt: skip
+    state = result.model.encoder.state_dict()
+    for key, tensor in expected.state_dict().items():
+        assert torch.equal(state[key], tensor), key
+    bn_mean = "blocks.0.bn.running_mean"
+    assert not torch.equal(state[bn_mean], saved[bn_mean])  # recalibrated, not the init's
+
+
+def test_probe_uses_the_frozen_recalibrated_encoder_of_the_init(tmp_path):
+    data = _data()
+    init = _checkpoint(tmp_path, 1)
+    params = LinearProbeParams(C=1.0, max_iter=200)
+    result, n_labelled = probe(data, init, MODEL, params, 0.25, seed=0, device=CPU)
+    keep = label_subset(data.splits["train"].labels, 0.25, seed=0)
+    assert n_labelled == len(keep) == 20
+    # By hand: the checkpoint's encoder, precise BatchNorm on all train images, features.
+    encoder = Encoder(1, MODEL.channels, MODEL.dropout)
+    encoder.load_state_dict(torch.load(init, weights_only=True)["encoder"])
+    normalize = Normalize(data.mean, data.std)
+    train, test = data.splits["train"], data.splits["test"]
+    recalibrate_batchnorm(encoder, normalize, train.images, CPU)
+    expected = linear_probe(
+        encode(encoder, normalize, train.images[keep], CPU), train.labels[keep].numpy(),
+        encode(encoder, normalize, test.images, CPU), test.labels.numpy(), C=1.0, max_iter=200,
+    )  # fmt: skip
+    assert result == expected
+    assert result.accuracy > 0.5  # chance is 0.25
+
+
+def test_probe_never_trains_the_encoder(monkeypatch, tmp_path):
+    # Frozen features: no forward pass of the encoder is ever made with gradients on.
+    seen = []
+    original = Encoder.forward
+
+    def forward(self, x):
+        seen.append(torch.is_grad_enabled())
+        return original(self, x)
+
+    monkeypatch.setattr(Encoder, "forward", forward)
+    probe(_data(), _checkpoint(tmp_path, 1), MODEL, LinearProbeParams(C=1.0, max_iter=50), 0.25,
+          seed=0, device=CPU)  # fmt: skip
+    assert seen and not any(seen)
+
+
+def test_finetune_pairs_runs_of_two_inits_at_one_seed(monkeypatch, tmp_path):
+    # Same seed, different inits: the same labelled images in the same order.
+    def batches_seen(init):
+        seen = _training_inputs(monkeypatch)
+        finetune(_data(), init, MODEL, _finetune_params(epochs=2), 0.25, seed=0, device=CPU,
+                 log=lambda line: None)  # fmt: skip
+        monkeypatch.undo()
+        return [copy.deepcopy(batch) for batch in seen]
+
+    a, b = batches_seen(_checkpoint(tmp_path, 1)), batches_seen(_checkpoint(tmp_path, 2))
+    assert len(a) == len(b) > 0
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("fraction", [0.25, 1.0])
+def test_finetune_and_probe_count_the_same_labelled_images(tmp_path, fraction):
+    data, init = _data(), _checkpoint(tmp_path, 1)
+    tuned = finetune(data, init, MODEL, _finetune_params(epochs=1), fraction, seed=3,
+                     device=CPU, log=lambda line: None)  # fmt: skip
+    _, n_labelled = probe(data, init, MODEL, LinearProbeParams(C=1.0, max_iter=50), fraction,
+                          seed=3, device=CPU)  # fmt: skip
+    assert tuned.train_images == n_labelled == len(labelled_train(data, fraction, seed=3))
