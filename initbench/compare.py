@@ -138,9 +138,7 @@ def summarize(
     return out
 
 
-def chart_rows(
-    summary: dict[str, Any], label_fractions: Sequence[float]
-) -> list[dict[str, Any]]:
+def chart_rows(summary: dict[str, Any], label_fractions: Sequence[float]) -> list[dict[str, Any]]:
     """One row per protocol x init x fraction for the accuracy-vs-label-fraction chart:
     ``protocol`` (display name), ``init``, ``label_fraction``, ``mean``, ``ci95_low``,
     ``ci95_high`` (bounds fall back to the mean when there is one seed)."""

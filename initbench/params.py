@@ -68,7 +68,7 @@ Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 def read_yaml(text: str) -> Any:
     """Parse YAML text the way DVC does (YAML 1.2 scalars). Raises: yaml.YAMLError."""
-    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+    return yaml.load(text, Loader=Yaml12Loader)  # a SafeLoader subclass: safe
 
 
 def _fail(key: str, message: str) -> typing.NoReturn:
@@ -87,9 +87,7 @@ def _check_min(key: str, value: float, minimum: float) -> None:
         _fail(key, f"must be >= {minimum}, got {value}")
 
 
-def _check_training(
-    section: str, epochs: int, min_steps: int, lr: float, batch_size: int
-) -> None:
+def _check_training(section: str, epochs: int, min_steps: int, lr: float, batch_size: int) -> None:
     _check_min(f"{section}.epochs", epochs, 1)
     _check_min(f"{section}.min_steps", min_steps, 0)
     _check_min(f"{section}.batch_size", batch_size, 1)
@@ -238,7 +236,7 @@ class FinetuneParams:
 class LinearProbeParams:
     """Multinomial logistic regression on the frozen encoder's features (scikit-learn)."""
 
-    C: float  # noqa: N815 (scikit-learn's name: inverse L2 regularization strength)
+    C: float  # scikit-learn's name: inverse L2 regularization strength
     max_iter: int
 
     def __post_init__(self) -> None:

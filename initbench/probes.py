@@ -42,8 +42,9 @@ def recalibrate_batchnorm(
     "Precise BN" (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", Sec. 3): the
     statistics are reset, then averaged with equal weight over batches of
     :data:`EVAL_BATCH_SIZE` images drawn in a fixed shuffled order (so a batch is not one
-    class), with BatchNorm in train mode and everything else (dropout) in eval mode. No
-    weight changes. The encoder is left in eval mode.
+    class), with BatchNorm in train mode and everything else (dropout) in eval mode. A
+    short last batch is left out when there are several, so every batch weighs the same.
+    No weight changes. The encoder is left in eval mode.
 
     Args:
         images: uint8 ``(N, C, H, W)`` unlabelled train images; at most ``max_images`` of
@@ -60,6 +61,8 @@ def recalibrate_batchnorm(
         return
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     order = order[:max_images]
+    if len(order) > EVAL_BATCH_SIZE:
+        order = order[: len(order) // EVAL_BATCH_SIZE * EVAL_BATCH_SIZE]
     momenta = [bn.momentum for bn in norms]
     for bn in norms:
         bn.reset_running_stats()
@@ -67,10 +70,7 @@ def recalibrate_batchnorm(
         bn.train()
     try:
         for start in range(0, len(order), EVAL_BATCH_SIZE):
-            batch = images[order[start : start + EVAL_BATCH_SIZE]]
-            if len(batch) < 2 and start > 0:
-                continue  # one image: no variance to add
-            encoder(normalize(batch.to(device)))
+            encoder(normalize(images[order[start : start + EVAL_BATCH_SIZE]].to(device)))
     finally:
         for bn, momentum in zip(norms, momenta, strict=True):
             bn.momentum = momentum
@@ -127,7 +127,7 @@ def linear_probe(
     test_features: np.ndarray,
     test_labels: np.ndarray,
     *,
-    C: float,  # noqa: N803 (scikit-learn's name)
+    C: float,  # scikit-learn's name
     max_iter: int,
 ) -> ProbeResult:
     """Linear probe: multinomial logistic regression (L-BFGS, L2 penalty ``1 / C``) on

@@ -43,7 +43,9 @@ def classifier_from_init(
 
 
 def labelled_train(data: ArrayData, label_fraction: float, seed: int) -> Split:
-    """The stratified ``label_fraction`` of the train split that a run may read labels of."""
+    """The stratified ``label_fraction`` of the train split whose images and labels a run
+    trains on. Drawing it reads the class of every train image (to stratify), as is usual
+    for class-balanced label subsets; training never sees the other images' labels."""
     train = data.splits["train"]
     keep = label_subset(train.labels, label_fraction, seed)
     return Split(train.images[keep], train.labels[keep])

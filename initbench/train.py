@@ -87,6 +87,22 @@ def batches(
         yield split.images[index], split.labels[index]
 
 
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over ``n_images`` in batches of ``min(batch_size,
+    n_images)``: a last batch of a single image is skipped (see :func:`optimize`).
+
+    Raises:
+        ValueError: ``n_images`` or ``batch_size`` is below 1.
+    """
+    if n_images < 1 or batch_size < 1:
+        raise ValueError(
+            f"need at least one image and batch_size >= 1, got {n_images} and {batch_size}"
+        )
+    batch_size = min(batch_size, n_images)
+    full, rest = divmod(n_images, batch_size)
+    return full + (1 if rest >= 2 else 0)
+
+
 def step_budget(n_images: int, batch_size: int, epochs: int, min_steps: int) -> int:
     """Optimizer steps for ``epochs`` passes over ``n_images``, and at least ``min_steps``.
 
@@ -95,10 +111,7 @@ def step_budget(n_images: int, batch_size: int, epochs: int, min_steps: int) -> 
     Raises:
         ValueError: ``n_images`` or ``batch_size`` is below 1.
     """
-    if n_images < 1 or batch_size < 1:
-        raise ValueError(f"need at least one image and batch_size >= 1, got {n_images}, {batch_size}")
-    per_epoch = math.ceil(n_images / min(batch_size, n_images))
-    return max(epochs * per_epoch, min_steps)
+    return max(epochs * steps_per_epoch(n_images, batch_size), min_steps)
 
 
 def round_ends(steps: int, steps_per_epoch: int, max_rounds: int = MAX_ROUNDS) -> list[int]:
@@ -144,8 +157,8 @@ def optimize(
     :func:`round_ends`. The caller sets train/eval modes (and may change them in
     ``on_round``; they are not restored).
     """
+    per_epoch = steps_per_epoch(len(split), batch_size)
     batch_size = min(batch_size, len(split))
-    per_epoch = math.ceil(len(split) / batch_size)
     ends = round_ends(steps, per_epoch, max_rounds)
     step, loss_sum, seen, start = 0, 0.0, 0, time.perf_counter()
     with tqdm(total=steps, desc=desc, leave=False, unit="step") as bar:

@@ -42,8 +42,10 @@ def main() -> None:
                 "train_images": n_train, "iterations": outcome.iterations,
                 "converged": outcome.converged}  # fmt: skip
     write_json(args.out, row)
-    print(f"compare_run: {args.protocol} {strategy} seed {args.seed} "
-          f"labels {args.label_fraction:g}: test accuracy {row['accuracy']:.4f}")
+    print(
+        f"compare_run: {args.protocol} {strategy} seed {args.seed} "
+        f"labels {args.label_fraction:g}: test accuracy {row['accuracy']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -123,6 +123,9 @@ def test_step_budget_is_epochs_of_passes_but_at_least_min_steps():
     # The full split: ceil(7000 / 128) = 55 steps an epoch, already above min_steps.
     assert step_budget(7000, 128, epochs=20, min_steps=500) == 1100
     assert step_budget(256, 128, epochs=3, min_steps=5) == 6
+    # A last batch of one image is skipped, so it is no step: 129 images make 1 step a pass.
+    assert step_budget(129, 128, epochs=3, min_steps=0) == 3
+    assert step_budget(130, 128, epochs=3, min_steps=0) == 6
     with pytest.raises(ValueError, match="at least one image"):
         step_budget(0, 128, epochs=1, min_steps=0)
     with pytest.raises(ValueError, match="batch_size"):
