@@ -148,6 +148,22 @@ def test_repro_writes_the_comparison(project):
         assert (project / "reports" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
+    try:
+        _set_params(project, patches__min_std=0.3)
+        ran = stages_run(run(project, "dvc", "repro"))
+        assert {"kmeans@0", "compare_finetune@kmeans-1-0.5"} <= ran
+        assert not any("@random" in stage for stage in ran), ran
+        diff = json.loads(run(project, "dvc", "metrics", "diff", "--json").stdout)
+        changed = diff["metrics/compare.json"]
+        assert any(key.startswith("finetune.labels_50%.kmeans.") for key in changed), changed
+        # random's own cells did not move (its diff_vs_random-free keys): only kmeans' did
+        assert not any(key.startswith(("finetune.labels_50%.random.",
+                                       "linear_probe.labels_50%.random.")) for key in changed)  # fmt: skip
+    finally:
+        reset(project)
+
+
 def test_adding_a_seed_runs_only_the_new_variants(project):
     try:
         _set_params(project, compare__seeds=[0, 1, 2])
