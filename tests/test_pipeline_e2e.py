@@ -148,6 +148,13 @@ def test_repro_writes_the_comparison(project):
         assert (project / "reports" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plots_show_renders_the_comparison_charts(project, tmp_path):
+    run(project, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert "Test accuracy against label fraction" in page
+    assert "Fine-tune learning curves of every run" in page
+
+
 def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
     try:
         _set_params(project, patches__min_std=0.3)
