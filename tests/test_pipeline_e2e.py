@@ -49,7 +49,10 @@ def _write_tiny_dataset(data: Path) -> None:
     for label, name in enumerate(CLASSES):
         (data / name).mkdir(parents=True)
         for i in range(PER_CLASS):
-            pixels = rng.integers(0, 60, (20, 24), dtype=np.uint8) + 90 * label
+            # Classes overlap (a random brightness per image), so no init scores 1.0 and a
+            # changed init shows in the comparison's metrics.
+            offset = int(rng.integers(0, 120))
+            pixels = rng.integers(0, 60, (20, 24), dtype=np.uint8) + offset + 30 * label
             Image.fromarray(pixels).save(data / name / f"{i:03d}.png")
     (data / "cow" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (data / ".DS_Store").write_bytes(b"\0")
@@ -157,13 +160,14 @@ def test_plots_show_renders_the_comparison_charts(project, tmp_path):
 
 def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
     try:
-        _set_params(project, patches__min_std=0.3)
+        _set_params(project, patches__min_std=0.0)
         ran = stages_run(run(project, "dvc", "repro"))
         assert {"kmeans@0", "compare_finetune@kmeans-1-0.5"} <= ran
         assert not any("@random" in stage for stage in ran), ran
         diff = json.loads(run(project, "dvc", "metrics", "diff", "--json").stdout)
         changed = diff["metrics/compare.json"]
-        assert any(key.startswith("finetune.labels_50%.kmeans.") for key in changed), changed
+        # (the tiny fine-tune may land on the same accuracies; the probe's cells move)
+        assert any(".labels_50%.kmeans." in key for key in changed), changed
         # random's own cells did not move (its diff_vs_random-free keys): only kmeans' did
         assert not any(key.startswith(("finetune.labels_50%.random.",
                                        "linear_probe.labels_50%.random.")) for key in changed)  # fmt: skip
