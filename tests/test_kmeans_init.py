@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic import silhouettes, standardize
 from torch import nn
 
 from initbench.cli import run
@@ -38,24 +39,6 @@ def smooth_images(n: int, channels: int, side: int, seed: int) -> np.ndarray:
     noise = rng.standard_normal((n, channels, side + 2, side + 2))
     blurred = sum(noise[:, :, i : i + side, j : j + side] for i in range(3) for j in range(3))
     return (blurred / 3 + 0.5).astype(np.float32)
-
-
-def silhouettes(n: int, side: int, seed: int) -> np.ndarray:
-    """uint8 ``(n, 1, side, side)``: a white ellipse on black, like the embedded dataset's shapes."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:side, :side]
-    images = np.zeros((n, 1, side, side), np.uint8)
-    for i in range(n):
-        center = rng.uniform(side / 3, 2 * side / 3, size=2)
-        radii = rng.uniform(side / 8, side / 3, size=2)
-        inside = ((rows - center[0]) / radii[0]) ** 2 + ((cols - center[1]) / radii[1]) ** 2 <= 1
-        images[i, 0][inside] = 255
-    return images
-
-
-def standardize(images: np.ndarray) -> np.ndarray:
-    x = images.astype(np.float32) / 255
-    return (x - x.mean(axis=(0, 2, 3), keepdims=True)) / x.std(axis=(0, 2, 3), keepdims=True)
 
 
 def default_conv(in_channels: int, out_channels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
