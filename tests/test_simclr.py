@@ -131,6 +131,20 @@ def test_random_init_knn_is_measured_before_training_with_recalibrated_batchnorm
     assert result.random_init_knn_accuracy == pytest.approx(recalibrated)
 
 
+def test_each_step_compares_two_different_augmentations_of_the_batch():
+    set_seed(0)
+    model = _model()
+    inputs = []
+    model.register_forward_pre_hook(
+        lambda module, args: inputs.append(args[0].clone()) if module.training else None
+    )
+    _train(model, _split(), _split(20, seed=1), epochs=1, batch_size=40)
+    assert len(inputs) == 2  # one step: view 1, then view 2 of the same 40 images
+    view1, view2 = inputs
+    assert view1.shape == view2.shape == (40, 1, 16, 16)
+    assert not torch.allclose(view1, view2)  # two draws, not one view twice
+
+
 def test_train_simclr_survives_a_last_batch_of_one_image():
     # 129 = 128 + 1 images of 8x8: the third block's map is 1x1.
     set_seed(0)

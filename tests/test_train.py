@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from initbench.data import Split, label_subset
 from initbench.model import build_classifier
@@ -229,6 +230,19 @@ def test_evaluate_reports_loss_accuracy_and_macro_f1():
     assert result.predictions.shape == (30,)
     assert result.accuracy == pytest.approx((result.predictions == split.labels).float().mean())
     assert 0 <= result.macro_f1 <= 1 and result.loss > 0
+
+
+def test_evaluate_macro_f1_is_the_mean_of_per_class_f1_not_micro():
+    class AlwaysFirstClass(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([1.0, 0.0]).expand(len(x), 2)
+
+    labels = torch.tensor([0] * 8 + [1] * 2)
+    split = Split(torch.zeros(10, 1, 4, 4, dtype=torch.uint8), labels)
+    result = evaluate(AlwaysFirstClass(), NORMALIZE, split, CPU)
+    assert result.accuracy == pytest.approx(0.8)  # = micro-F1 for single-label prediction
+    # class 0: precision 0.8, recall 1 -> F1 8/9; class 1: F1 0; macro = 4/9
+    assert result.macro_f1 == pytest.approx(4 / 9)
 
 
 def test_normalize_standardizes_per_channel():
