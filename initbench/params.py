@@ -289,6 +289,7 @@ class Params:
     init: str
     seed: int
     device: str
+    threads: int
     data: DataParams
     model: ModelParams
     patches: PatchesParams
@@ -305,6 +306,7 @@ class Params:
         if self.device not in DEVICES:
             _fail("device", f"must be one of: {', '.join(DEVICES)} (got {self.device!r})")
         _check_min("seed", self.seed, 0)
+        _check_min("threads", self.threads, 0)
         if self.seed not in self.compare.seeds:
             _fail(
                 "seed",
@@ -422,4 +424,4 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     from initbench.cli import run
 
-    run(main)
+    run(main, wall_time=False)

@@ -10,7 +10,7 @@ measured once, on the final weights (no selection on labelled val images).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -99,27 +99,34 @@ def probe(
     init_path: str | os.PathLike[str],
     model: ModelParams,
     params: LinearProbeParams,
-    label_fraction: float,
+    label_fractions: Sequence[float],
     seed: int,
     device: torch.device,
-) -> tuple[ProbeResult, int]:
-    """Linear probe of the frozen encoder of an init on ``label_fraction`` of the train
-    labels: precise BatchNorm on all train images (no labels), features of the labelled
-    subset and of test, logistic regression (:func:`initbench.probes.linear_probe`).
+) -> list[tuple[ProbeResult, int]]:
+    """Linear probes of the frozen encoder of an init, one per label fraction: precise
+    BatchNorm on all train images (no labels), then features of every train and test
+    image, extracted once and shared by the fractions; each fraction fits logistic
+    regression (:func:`initbench.probes.linear_probe`) on its labelled subset's features.
 
     Returns:
-        The probe's test result and the number of labelled train images.
+        For each of ``label_fractions`` in order: the probe's test result and the number
+        of labelled train images.
 
     Raises:
         CheckpointError: as :func:`classifier_from_init`.
     """
     encoder = classifier_from_init(data, init_path, model, seed).encoder.to(device)
     normalize = Normalize(data.mean, data.std).to(device)
-    recalibrate_batchnorm(encoder, normalize, data.splits["train"].images, device)
-    train, test = labelled_train(data, label_fraction, seed), data.splits["test"]
-    result = linear_probe(
-        encode(encoder, normalize, train.images, device), train.labels.numpy(),
-        encode(encoder, normalize, test.images, device), test.labels.numpy(),
-        C=params.C, max_iter=params.max_iter,
-    )  # fmt: skip
-    return result, len(train)
+    train, test = data.splits["train"], data.splits["test"]
+    recalibrate_batchnorm(encoder, normalize, train.images, device)
+    train_features = encode(encoder, normalize, train.images, device)
+    test_features = encode(encoder, normalize, test.images, device)
+    results = []
+    for fraction in label_fractions:
+        keep = label_subset(train.labels, fraction, seed).numpy()
+        result = linear_probe(
+            train_features[keep], train.labels.numpy()[keep], test_features,
+            test.labels.numpy(), C=params.C, max_iter=params.max_iter,
+        )  # fmt: skip
+        results.append((result, len(keep)))
+    return results

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from torch import nn
 from tqdm import tqdm
 
@@ -37,19 +36,36 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU. Deterministic kernels are on for CPU.
+def _deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True)`` without its import of TorchInductor's
+    config (2-3 s a process, for ``torch.compile``, which initbench never uses)."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # another torch than the pinned one: the public, slower call
+        torch.use_deterministic_algorithms(True)
+    else:
+        setter(True, warn_only=False)
+
+
+def resolve_device(name: str, threads: int = 0) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU. Deterministic kernels are on for CPU, and
+    ``threads`` > 0 sets how many CPU threads torch uses (0 keeps its default).
 
     Raises:
         InitbenchError: ``cuda`` was asked for and none is available.
     """
+    if threads > 0:
+        torch.set_num_threads(threads)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise InitbenchError("device: cuda was asked for, but no CUDA device is available")
     device = torch.device(name)
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+        _deterministic_algorithms()
+        # Deterministic mode also fills every new tensor with NaN, to expose reads of
+        # uninitialized memory; on CPU that costs about 6% of a training step and no
+        # kernel we run reads such memory (the weights come out bit-identical without it).
+        torch.utils.deterministic.fill_uninitialized_memory = False
     else:
         # As deterministic as CUDA allows: some kernels (e.g. upsample backward) have no
         # deterministic version, so warn instead of failing; results may vary in the last bits.
@@ -114,13 +130,13 @@ def step_budget(n_images: int, batch_size: int, epochs: int, min_steps: int) -> 
     return max(epochs * steps_per_epoch(n_images, batch_size), min_steps)
 
 
-def round_ends(steps: int, steps_per_epoch: int, max_rounds: int = MAX_ROUNDS) -> list[int]:
+def round_ends(steps: int, per_epoch: int, max_rounds: int = MAX_ROUNDS) -> list[int]:
     """The step counts at which a round ends: each epoch's end when there are at most
     ``max_rounds`` epochs (the last one possibly cut short), else ``max_rounds`` evenly
     spaced steps. The last entry is always ``steps``."""
-    epochs = math.ceil(steps / steps_per_epoch)
+    epochs = math.ceil(steps / per_epoch)
     if epochs <= max_rounds:
-        return [min(e * steps_per_epoch, steps) for e in range(1, epochs + 1)]
+        return [min(e * per_epoch, steps) for e in range(1, epochs + 1)]
     return sorted({max(1, round(steps * r / max_rounds)) for r in range(1, max_rounds + 1)})
 
 
@@ -161,7 +177,9 @@ def optimize(
     batch_size = min(batch_size, len(split))
     ends = round_ends(steps, per_epoch, max_rounds)
     step, loss_sum, seen, start = 0, 0.0, 0, time.perf_counter()
-    with tqdm(total=steps, desc=desc, leave=False, unit="step") as bar:
+    # A bar on a terminal only (disable=None): in a log file or CI its refreshes would be
+    # most of the lines; the per-round lines of ``on_round`` say the same there.
+    with tqdm(total=steps, desc=desc, leave=False, unit="step", disable=None) as bar:
         while step < steps:
             for images, labels in batches(split, batch_size, generator):
                 if len(images) < 2 <= len(split):
@@ -197,6 +215,8 @@ def evaluate(
     model: nn.Module, normalize: Normalize, split: Split, device: torch.device
 ) -> Evaluation:
     """Loss, accuracy, macro-F1 and predictions of ``model`` on ``split``, in eval mode."""
+    from sklearn.metrics import f1_score  # about 1 s to import; stages that never evaluate skip it
+
     model.eval()
     loss_sum, predictions = 0.0, []
     for images, labels in batches(split, EVAL_BATCH_SIZE):

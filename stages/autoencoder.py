@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     p, m = params.autoencoder, params.model
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, params.threads)
     data = load_dataset(args.dataset)
     set_seed(args.seed)
     encoder = seeded_encoder(data.channels, m.channels, m.dropout, args.seed)

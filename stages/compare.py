@@ -27,8 +27,22 @@ def main() -> None:
     params = load_params()
     c = params.compare
     grid = {(i, s, f) for i in c.inits for s in c.seeds for f in c.label_fractions}
-    rows = [json.loads(path.read_text()) for path in sorted(Path(args.runs).rglob("*.json"))]
-    rows = [r for r in rows if (r["init"], r["seed"], r["label_fraction"]) in grid]
+    # Each compare_run output is a list of runs. Runs outside today's grid (say, of a seed
+    # since dropped from params) are left out; a run found in two files is an error.
+    rows, found = [], {}
+    for path in sorted(Path(args.runs).rglob("*.json")):
+        for row in json.loads(path.read_text()):
+            if (row["init"], row["seed"], row["label_fraction"]) not in grid:
+                continue
+            key = (row["protocol"], row["init"], row["seed"], row["label_fraction"])
+            if key in found:
+                raise InitbenchError(
+                    f"{path} and {found[key]} both hold the {key[0]} run of init {key[1]}, "
+                    f"seed {key[2]}, label fraction {key[3]:g}; delete the stale one (a "
+                    "file no stage of dvc.yaml writes) and run `dvc repro` again"
+                )
+            found[key] = path
+            rows.append(row)
     try:
         summary = summarize(rows, c.inits, c.seeds, c.label_fractions)
     except ValueError as exc:

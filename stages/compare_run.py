@@ -1,4 +1,10 @@
-"""Stage compare_run: one run of the comparison (init x seed x label fraction x protocol)."""
+"""Stage compare_run: runs of the comparison for one init checkpoint and seed.
+
+``--protocol finetune`` fine-tunes once per label fraction (the dvc.yaml matrix gives one
+fraction per variant). ``--protocol linear_probe`` extracts the frozen encoder's features
+once and fits one probe per fraction. Without ``--label-fractions``, the fractions are
+``compare.label_fractions`` from params.yaml. The output is a JSON list, one row a run.
+"""
 
 import argparse
 import dataclasses
@@ -13,39 +19,45 @@ from initbench.transfer import read_checkpoint
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
     parser.add_argument("--init", required=True, help="init checkpoint to start from")
-    parser.add_argument("--seed", required=True, type=int, help="seed of the run")
-    parser.add_argument("--label-fraction", required=True, type=float, help="in (0, 1]")
+    parser.add_argument("--seed", required=True, type=int, help="seed of the runs")
+    parser.add_argument("--label-fractions", nargs="+", type=float, metavar="F",
+                        help="each in (0, 1]; default: compare.label_fractions")  # fmt: skip
     parser.add_argument("--protocol", required=True, choices=["finetune", "linear_probe"])
-    parser.add_argument("--out", required=True, help="the run's result (JSON)")
+    parser.add_argument("--out", required=True, help="the runs' results (JSON list)")
     args = parser.parse_args()
     params = load_params()
-    device = resolve_device(params.device)
+    fractions = args.label_fractions or params.compare.label_fractions
+    if any(not 0 < fraction <= 1 for fraction in fractions):
+        parser.error(f"--label-fractions must each be in (0, 1], got {fractions}")
+    device = resolve_device(params.device, params.threads)
     data = load_dataset(args.dataset)
     strategy = str(read_checkpoint(args.init)["strategy"])
-    row = {"init": strategy, "seed": args.seed, "label_fraction": args.label_fraction,
-           "protocol": args.protocol}  # fmt: skip
+    rows = []
     if args.protocol == "finetune":
         # The whole classifier trains here; finetune.freeze_encoder is for the single run only.
         full = dataclasses.replace(params.finetune, freeze_encoder=False)
-        result = finetune(data, args.init, params.model, full, args.label_fraction, args.seed,
-                          device)  # fmt: skip
-        row |= {"accuracy": round(result.test.accuracy, 6),
-                "macro_f1": round(result.test.macro_f1, 6), "train_images": result.train_images,
-                "steps": result.steps, "history": result.history}  # fmt: skip
+        for fraction in fractions:
+            result = finetune(data, args.init, params.model, full, fraction, args.seed, device)
+            rows.append({"label_fraction": fraction, "accuracy": round(result.test.accuracy, 6),
+                         "macro_f1": round(result.test.macro_f1, 6),
+                         "train_images": result.train_images, "steps": result.steps,
+                         "history": result.history})  # fmt: skip
     else:
-        outcome, n_train = probe(data, args.init, params.model, params.linear_probe,
-                                 args.label_fraction, args.seed, device)  # fmt: skip
-        row |= {"accuracy": round(outcome.accuracy, 6), "macro_f1": round(outcome.macro_f1, 6),
-                "train_images": n_train, "iterations": outcome.iterations,
-                "converged": outcome.converged}  # fmt: skip
-    write_json(args.out, row)
-    print(
-        f"compare_run: {args.protocol} {strategy} seed {args.seed} "
-        f"labels {args.label_fraction:g}: test accuracy {row['accuracy']:.4f}"
-    )
+        probes = probe(data, args.init, params.model, params.linear_probe, fractions, args.seed,
+                       device)  # fmt: skip
+        for fraction, (outcome, n_train) in zip(fractions, probes, strict=True):
+            rows.append({"label_fraction": fraction, "accuracy": round(outcome.accuracy, 6),
+                         "macro_f1": round(outcome.macro_f1, 6), "train_images": n_train,
+                         "iterations": outcome.iterations,
+                         "converged": outcome.converged})  # fmt: skip
+    rows = [{"init": strategy, "seed": args.seed, "protocol": args.protocol} | r for r in rows]
+    write_json(args.out, rows)
+    for r in rows:
+        print(f"compare_run: {args.protocol} {strategy} seed {args.seed} "
+              f"labels {r['label_fraction']:g}: test accuracy {r['accuracy']:.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     p = params.finetune
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, params.threads)
     data = load_dataset(args.dataset)
     result = finetune(data, args.init, params.model, p, p.label_fraction, params.seed, device)
     test, last = result.test, result.history[-1]

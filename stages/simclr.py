@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     p, m = params.simclr, params.model
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, params.threads)
     data = load_dataset(args.dataset)
     set_seed(args.seed)
     # Dropout off while pretraining: different masks on the two views act as one more strong

@@ -38,3 +38,13 @@ def test_block_layout_matches_lab_report():
 def test_too_small_image_is_refused():
     with pytest.raises(ValueError, match="too small"):
         build_classifier(1, 4, 10, **ARCH)
+
+
+def test_model_weights_and_activations_are_channels_last():
+    # The memory layout that makes CPU max-pool fast; a plain NCHW weight would undo it.
+    model = build_classifier(1, 16, 3, [4, 8], [0.1, 0.1], 8, 0.1)
+    for name, parameter in model.named_parameters():
+        if parameter.dim() == 4:
+            assert parameter.is_contiguous(memory_format=torch.channels_last), name
+    features = model.encoder(torch.rand(2, 1, 16, 16))
+    assert features.is_contiguous(memory_format=torch.channels_last)

@@ -122,6 +122,8 @@ def test_ints_are_accepted_for_floats(raw):
         ("init", "imagenet", "random"),
         ("device", "tpu", "auto, cpu, cuda"),
         ("seed", -1, ">= 0"),
+        ("threads", -1, ">= 0"),
+        ("threads", 1.5, "integer"),
         ("data.val_fraction", 0, "(0, 1)"),
         ("data.val_fraction", 1, "(0, 1)"),
         ("data.val_fraction", -0.1, "(0, 1)"),
@@ -232,7 +234,7 @@ def test_missing_key_is_named(raw, key):
     [
         (
             "learning_rate",
-            "init, seed, device, data, model, patches, kmeans, autoencoder, simclr, finetune, "
+            "init, seed, device, threads, data, model, patches, kmeans, autoencoder, simclr, finetune, "
             "linear_probe, compare",
         ),
         ("data.size", "image_size, channels, val_fraction, test_fraction, split_seed"),

@@ -161,7 +161,7 @@ def test_probe_uses_the_frozen_recalibrated_encoder_of_the_init(tmp_path):
     data = _data()
     init = _checkpoint(tmp_path, 1)
     params = LinearProbeParams(C=1.0, max_iter=200)
-    result, n_labelled = probe(data, init, MODEL, params, 0.25, seed=0, device=CPU)
+    [(result, n_labelled)] = probe(data, init, MODEL, params, [0.25], seed=0, device=CPU)
     keep = label_subset(data.splits["train"].labels, 0.25, seed=0)
     assert n_labelled == len(keep) == 20
     # By hand: the checkpoint's encoder, precise BatchNorm on all train images, features.
@@ -188,8 +188,8 @@ def test_probe_never_trains_the_encoder(monkeypatch, tmp_path):
         return original(self, x)
 
     monkeypatch.setattr(Encoder, "forward", forward)
-    probe(_data(), _checkpoint(tmp_path, 1), MODEL, LinearProbeParams(C=1.0, max_iter=50), 0.25,
-          seed=0, device=CPU)  # fmt: skip
+    probe(_data(), _checkpoint(tmp_path, 1), MODEL, LinearProbeParams(C=1.0, max_iter=50),
+          [0.25], seed=0, device=CPU)  # fmt: skip
     assert seen and not any(seen)
 
 
@@ -207,11 +207,22 @@ def test_finetune_pairs_runs_of_two_inits_at_one_seed(monkeypatch, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+def test_probe_of_several_fractions_equals_one_probe_per_fraction(tmp_path):
+    # Features are extracted once and shared: each fraction's result is what a probe of
+    # that fraction alone gives.
+    data, init = _data(), _checkpoint(tmp_path, 1)
+    params = LinearProbeParams(C=1.0, max_iter=200)
+    together = probe(data, init, MODEL, params, [0.25, 0.5, 1.0], seed=2, device=CPU)
+    alone = [probe(data, init, MODEL, params, [f], seed=2, device=CPU)[0] for f in [0.25, 0.5, 1.0]]
+    assert together == alone
+    assert [n for _, n in together] == [20, 40, 80]
+
+
 @pytest.mark.parametrize("fraction", [0.25, 1.0])
 def test_finetune_and_probe_count_the_same_labelled_images(tmp_path, fraction):
     data, init = _data(), _checkpoint(tmp_path, 1)
     tuned = finetune(data, init, MODEL, _finetune_params(epochs=1), fraction, seed=3,
                      device=CPU, log=lambda line: None)  # fmt: skip
-    _, n_labelled = probe(data, init, MODEL, LinearProbeParams(C=1.0, max_iter=50), fraction,
-                          seed=3, device=CPU)  # fmt: skip
+    [(_, n_labelled)] = probe(data, init, MODEL, LinearProbeParams(C=1.0, max_iter=50),
+                              [fraction], seed=3, device=CPU)  # fmt: skip
     assert tuned.train_images == n_labelled == len(labelled_train(data, fraction, seed=3))

@@ -9,6 +9,7 @@ from initbench.train import (
     Normalize,
     evaluate,
     fit,
+    resolve_device,
     round_ends,
     set_seed,
     step_budget,
@@ -261,3 +262,26 @@ def test_label_subset_is_stratified_seeded_and_complete_at_one():
     assert not torch.equal(subset, label_subset(labels, 0.2, seed=1))
     # at least one label per class, even for tiny fractions
     assert torch.bincount(labels[label_subset(labels, 0.001, seed=0)]).tolist() == [1, 1, 1, 1]
+
+
+def test_resolve_device_cpu_turns_on_deterministic_algorithms():
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        assert resolve_device("cpu").type == "cpu"
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def test_resolve_device_sets_the_thread_count_only_when_asked():
+    before = torch.get_num_threads()
+    try:
+        resolve_device("cpu", threads=1)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        resolve_device("cpu")  # 0: torch's default is left alone
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
