@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: repro test lint format data bench help
+.PHONY: repro test lint format data bench bench-pipeline help
 
 help:
 	@echo "make repro   create .venv, install pinned deps, write the embedded dataset, dvc repro"
 	@echo "make test    create .venv if needed, install pinned deps, run the test suite"
 	@echo "make lint    ruff check + format check"
-	@echo "make bench   print training throughput (images/s) of each model"
+	@echo "make bench   initbench against plain baselines, side by side -> reports/bench.md"
+	@echo "make bench-pipeline BEFORE=<commit>   per-stage wall time of the pipeline, before vs HEAD"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -39,7 +40,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/bench.py
+
+# About 20 minutes: each stage kind of the default pipeline, at BEFORE and at HEAD.
+bench-pipeline: $(STAMP)
+	@test -n "$(BEFORE)" || { echo "error: give the commit to compare with: make bench-pipeline BEFORE=<commit>" >&2; exit 1; }
+	$(BIN)/python benchmarks/pipeline.py --before $(BEFORE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

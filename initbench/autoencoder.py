@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from initbench import distributed
 from initbench.data import Split
 from initbench.model import LEAKY_SLOPE, Encoder
 from initbench.train import EVAL_BATCH_SIZE, Normalize, Round, batches, optimize, step_budget
@@ -106,17 +107,23 @@ def train_autoencoder(
     log: Callable[[str], None] = tqdm.write,
 ) -> AutoencoderResult:
     """Adam on per-pixel MSE between the decoder's output and the 0..1 input, for
-    :func:`initbench.train.step_budget` steps; val MSE once a round. Labels are unused."""
+    :func:`initbench.train.step_budget` steps; val MSE once a round. Labels are unused.
+
+    In a process group (:mod:`initbench.distributed`) the model trains as
+    ``DistributedDataParallel`` on shards of each global batch of ``batch_size`` images, and
+    every process computes the val and train losses alike."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     steps = step_budget(len(train), batch_size, epochs, min_steps)
     history: list[dict[str, float]] = []
+    net = distributed.data_parallel(model, device, seed)  # ``model`` in a single process
 
     def loss_fn(images: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
         images = images.to(device)
-        return nn.functional.mse_loss(model(normalize(images)), _targets(images))
+        return nn.functional.mse_loss(net(normalize(images)), _targets(images))
 
     def on_round(r: Round) -> None:
+        distributed.broadcast_buffers(model)
         val_loss = reconstruction_loss(model, normalize, val, device)
         history.append({"step": r.step, "epoch": round(r.epoch, 4),
                         "train_loss": round(r.loss, 6), "val_loss": round(val_loss, 6)})  # fmt: skip

@@ -14,6 +14,24 @@ scaled to 8 bits; CMYK, palette and 1-bit images are converted; RGB becomes
 grayscale by ITU-R 601 luma when ``channels == 1``, and grayscale is repeated
 into three channels when ``channels == 3``.
 
+Decode policy: a JPEG at least twice the target in both sides is decoded at a
+reduced DCT scale (Pillow's ``Image.draft``: 1/2, 1/4 or 1/8, the strongest
+reduction that keeps both sides >= ``image_size``), then resized as above. Its
+pixels are close to, not identical with, those of a full decode (libjpeg's scaled
+inverse DCT averages where the bilinear filter would). Every other file, JPEGs
+smaller than that included, is decoded at full size, so its pixels do not depend
+on this policy.
+
+Parallelism and memory: this process and ``workers - 1`` spawned worker processes
+decode (the workers import numpy and Pillow, never torch), each holding one
+full-resolution image at a time. Results come back in file order, a bounded number
+of chunks ahead, and are copied into one preallocated ``(N, C, S, S)`` uint8 array
+as they arrive, so the peak is that array, a constant per process and a few
+hundred bytes per file for the paths. Above ``memmap_above`` bytes the array is
+memory-mapped onto an unlinked temporary file, so the kernel can page it out.
+(Writing it out, :func:`initbench.data.save_dataset` today copies each split once
+more.)
+
 A file that cannot be decoded (empty, truncated, corrupt, not an image) is
 skipped and reported with its reason. Hidden files and files with other
 extensions are ignored and counted.
@@ -26,12 +44,15 @@ module imports (never the reverse).
 
 from __future__ import annotations
 
-import functools
+import itertools
+import math
 import multiprocessing
 import os
+import tempfile
 import warnings
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +73,8 @@ from initbench.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+#: Output arrays larger than this many bytes are memory-mapped (see :func:`allocate_images`).
+MEMMAP_ABOVE = 512 * 2**20
 
 
 @dataclass
@@ -152,7 +175,8 @@ def decode_image(path: str | os.PathLike[str], image_size: int, channels: int) -
         raise ValueError("empty file")
     with Image.open(path) as image:
         if image.format == "JPEG":
-            image.draft(None, (image_size, image_size))  # decode at a reduced DCT scale: faster
+            # Reduced DCT scale only when both sides are >= 2x the target (module docstring).
+            image.draft(None, (image_size, image_size))
         image.load()
         image = ImageOps.exif_transpose(image)
         image = _flatten_alpha(_to_8bit_mode(image))
@@ -183,20 +207,117 @@ def _decode_or_reason(
         return None, message
 
 
+def default_workers() -> int:
+    """Decoders to use (the main process and worker processes): the CPUs this process may
+    run on, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _decode_chunk(
+    paths: Sequence[str], image_size: int, channels: int
+) -> list[tuple[np.ndarray | None, str | None]]:
+    """Worker: :func:`_decode_or_reason` of each path (one round trip for many files)."""
+    return [_decode_or_reason(path, image_size, channels) for path in paths]
+
+
+@dataclass
+class _Chunk:
+    """Files handed to the pool; ``results`` is set if the main process decoded them instead."""
+
+    paths: list[str]
+    future: Future
+    results: list[tuple[np.ndarray | None, str | None]] | None = None
+
+
+def iter_decoded(
+    root: Path, relpaths: Sequence[str], image_size: int, channels: int, workers: int | None = None
+) -> Iterator[tuple[np.ndarray | None, str | None]]:
+    """Decode files with ``workers`` decoders, yielding ``(array, None)`` or ``(None, reason)``
+    per file, in input order, as soon as each is ready.
+
+    The decoders are this process and ``workers - 1`` spawned processes. Until a worker
+    is up (spawning one and importing numpy and Pillow take about half a second), this
+    process decodes alone, in order. Then files go out in chunks, and while the next
+    chunk in order is not back, this process decodes the nearest chunk no worker has
+    taken. At most ``4 * workers`` chunks are out or waiting to be consumed, so memory
+    does not grow with the number of files. Arrays are uint8
+    ``(channels, image_size, image_size)`` (see :func:`decode_image`).
+    """
+    workers = workers or default_workers()
+    with tqdm(total=len(relpaths), desc="decoding", unit="img") as progress:
+        if workers == 1 or len(relpaths) < 64:
+            for rel in relpaths:
+                yield _decode_or_reason(str(root / rel), image_size, channels)
+                progress.update()
+            return
+        size = max(1, min(256, len(relpaths) // (workers * 8)))
+        chunks = (
+            [str(root / rel) for rel in relpaths[i : i + size]]
+            for i in range(0, len(relpaths), size)
+        )
+        context = multiprocessing.get_context("spawn")  # no fork of a possibly threaded parent
+        pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=context)
+
+        def submit(paths: list[str]) -> _Chunk:
+            return _Chunk(paths, pool.submit(_decode_chunk, paths, image_size, channels))
+
+        started = [pool.submit(os.getpid) for _ in range(workers - 1)]  # start them all now
+        try:
+            while not any(ping.done() for ping in started):
+                paths = next(chunks, None)
+                if paths is None:
+                    break
+                for result in _decode_chunk(paths, image_size, channels):
+                    yield result
+                    progress.update()
+            pending = deque(submit(paths) for paths in itertools.islice(chunks, 4 * workers))
+            while pending:
+                head = pending[0]
+                if head.results is None and not head.future.done():
+                    # cancel() succeeds only for a chunk no worker has taken yet.
+                    idle = next(
+                        (c for c in pending if c.results is None and c.future.cancel()), None
+                    )
+                    if idle is not None:
+                        idle.results = _decode_chunk(idle.paths, image_size, channels)
+                        continue
+                pending.popleft()
+                results = head.future.result() if head.results is None else head.results
+                pending.extend(submit(paths) for paths in itertools.islice(chunks, 1))
+                for result in results:
+                    yield result
+                    progress.update()
+        finally:  # also when the consumer stops early: drop what has not started
+            # Workers still starting up exit on their own; waiting for them gains nothing.
+            pool.shutdown(wait=any(ping.done() for ping in started), cancel_futures=True)
+
+
 def decode_all(
     root: Path, relpaths: Sequence[str], image_size: int, channels: int, workers: int | None = None
 ) -> list[tuple[np.ndarray | None, str | None]]:
-    """Decode files in parallel; results come back in input order, whatever ``workers`` is."""
-    work = functools.partial(_decode_or_reason, image_size=image_size, channels=channels)
-    paths = [str(root / rel) for rel in relpaths]
-    workers = workers or min(os.cpu_count() or 1, 8)
-    progress = functools.partial(tqdm, total=len(paths), desc="decoding", unit="img")
-    if workers == 1 or len(paths) < 64:
-        return list(progress(map(work, paths)))
-    context = multiprocessing.get_context("spawn")  # no fork of a possibly threaded parent
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        chunk = max(1, min(256, len(paths) // (workers * 8)))
-        return list(progress(pool.map(work, paths, chunksize=chunk)))
+    """:func:`iter_decoded` as a list (for small folders and tests; :func:`ingest` streams)."""
+    return list(iter_decoded(root, relpaths, image_size, channels, workers))
+
+
+def allocate_images(
+    shape: tuple[int, int, int, int],
+    memmap_above: int = MEMMAP_ABOVE,
+    scratch_dir: str | os.PathLike[str] | None = None,
+) -> np.ndarray:
+    """An uninitialised uint8 array of ``shape``; memory-mapped when over ``memmap_above`` bytes.
+
+    The mapping is backed by an already-unlinked file in ``scratch_dir`` (default: the
+    system temporary folder), which disappears with the last reference to the array.
+    """
+    nbytes = math.prod(shape)
+    if nbytes == 0 or nbytes <= memmap_above:
+        return np.empty(shape, dtype=np.uint8)
+    with tempfile.TemporaryFile(dir=scratch_dir, prefix="initbench-ingest-") as backing:
+        return np.memmap(backing, dtype=np.uint8, mode="w+", shape=shape)  # the map outlives the fd
 
 
 def ingest(
@@ -207,8 +328,14 @@ def ingest(
     test_fraction: float,
     split_seed: int,
     workers: int | None = None,
+    memmap_above: int = MEMMAP_ABOVE,
+    scratch_dir: str | os.PathLike[str] | None = None,
 ) -> Dataset:
     """Scan, decode and split a class-folder tree. ``root`` is only read, never written.
+
+    Decoded images are written straight into one preallocated array as they arrive
+    (see :func:`allocate_images` for ``memmap_above`` and ``scratch_dir``); no list
+    of images is ever built.
 
     Exact duplicates (identical decoded pixels) are grouped and each group lands in
     one split (see :func:`initbench.data.stratified_split`), so no val or test image
@@ -220,14 +347,21 @@ def ingest(
     """
     scan = scan_folder(root)
     relpaths = [rel for rel, _ in scan.files]
-    results = decode_all(scan.root, relpaths, image_size, channels, workers)
-    kept, skipped = [], []
-    for (rel, label), (array, reason) in zip(scan.files, results, strict=True):
+    shape = (len(relpaths), channels, image_size, image_size)
+    images = allocate_images(shape, memmap_above, scratch_dir)
+    kept_paths: list[str] = []
+    kept_labels: list[int] = []
+    skipped: list[dict[str, str]] = []
+    decoded = iter_decoded(scan.root, relpaths, image_size, channels, workers)
+    for (rel, label), (array, reason) in zip(scan.files, decoded, strict=True):
         if array is None:
             skipped.append({"path": rel, "reason": str(reason)})
         else:
-            kept.append((rel, label, array))
-    labels = np.array([label for _, label, _ in kept], dtype=np.int64)
+            images[len(kept_paths)] = array
+            kept_paths.append(rel)
+            kept_labels.append(label)
+    images = images[: len(kept_paths)]  # a view: skipped files leave unused rows at the end
+    labels = np.array(kept_labels, dtype=np.int64)
     counts = np.bincount(labels, minlength=len(scan.classes))
     needed = min_class_size(val_fraction, test_fraction)
     fractions = f"val_fraction={val_fraction:g}, test_fraction={test_fraction:g}"
@@ -240,10 +374,6 @@ def ingest(
                 f"needs at least {needed} for train/val/test splits of {fractions}. "
                 "Add images or remove the folder"
             )
-    if kept:
-        images = np.stack([array for _, _, array in kept])
-    else:  # unreachable: every class has >= 3 images here
-        images = np.zeros((0, channels, image_size, image_size), dtype=np.uint8)
     groups = duplicate_groups(images)
     distinct = np.bincount(group_labels(groups, labels), minlength=len(scan.classes))
     for label, count in enumerate(distinct):
@@ -257,7 +387,7 @@ def ingest(
             )
     return Dataset(
         classes=scan.classes,
-        paths=[rel for rel, _, _ in kept],
+        paths=kept_paths,
         images=images,
         labels=labels,
         split=stratified_split(labels, val_fraction, test_fraction, split_seed, groups),

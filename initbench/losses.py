@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from initbench import distributed
+
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """NT-Xent, the SimCLR loss (Chen et al. 2020, "A Simple Framework for Contrastive
@@ -53,3 +55,21 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     index = torch.arange(n, device=z.device)
     targets = torch.cat([index + n, index])  # (2N,)
     return F.cross_entropy(logits, targets)
+
+
+def gathered_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """:func:`nt_xent` over the global batch of a process group.
+
+    ``z1`` and ``z2`` are this process's ``(n, D)`` projections of its ``n`` images; the rows
+    of every process are gathered with gradients (:func:`initbench.distributed.gather_rows`),
+    so each anchor has the ``2N - 2`` negatives of all ``N = world_size * n`` images, as in
+    SimCLR's multi-device training (Chen et al. 2020, Sec. 2.2: negatives from every
+    device). Every process gets the same value, the loss of the concatenated batch; the
+    gather's backward sums the processes' gradients and DDP averages them, so a step
+    follows that loss's gradient. In a single process it is exactly ``nt_xent(z1, z2)``;
+    the gather is the only thing here that looks beyond the inputs.
+
+    Raises:
+        ValueError: as :func:`nt_xent`.
+    """
+    return nt_xent(distributed.gather_rows(z1), distributed.gather_rows(z2), temperature)

@@ -290,6 +290,7 @@ class Params:
     seed: int
     device: str
     threads: int
+    nproc_per_node: int
     data: DataParams
     model: ModelParams
     patches: PatchesParams
@@ -307,6 +308,7 @@ class Params:
             _fail("device", f"must be one of: {', '.join(DEVICES)} (got {self.device!r})")
         _check_min("seed", self.seed, 0)
         _check_min("threads", self.threads, 0)
+        _check_min("nproc_per_node", self.nproc_per_node, 1)
         if self.seed not in self.compare.seeds:
             _fail(
                 "seed",

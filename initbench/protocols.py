@@ -74,7 +74,9 @@ def finetune(
     :func:`initbench.train.step_budget` steps, then evaluate the final weights on test.
 
     With ``params.freeze_encoder`` only the (MLP) head trains, on an encoder whose
-    BatchNorm statistics were first recomputed on the train images.
+    BatchNorm statistics were first recomputed on the train images. In a process group
+    (:mod:`initbench.distributed`) every process runs this alike and :func:`fit` trains on
+    its shard of each global batch.
 
     Raises:
         CheckpointError: as :func:`classifier_from_init`.

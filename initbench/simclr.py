@@ -16,9 +16,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from initbench import distributed
 from initbench.augment import AugmentConfig, simclr_view
 from initbench.data import Split
-from initbench.losses import nt_xent
+from initbench.losses import gathered_nt_xent
 from initbench.model import Encoder
 from initbench.probes import encode, knn_accuracy, recalibrate_batchnorm
 from initbench.train import Normalize, Round, optimize, step_budget
@@ -54,6 +55,21 @@ class SimCLR(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, H, W) -> (B, projection_dim)
         return self.head(self.encoder(x))
+
+
+class _TwoViews(nn.Module):
+    """``(view1, view2) -> (model(view1), model(view2))``: both views in one call, so a
+    DistributedDataParallel step has one forward per backward. Each view is its own batch
+    through the model (its own BatchNorm statistics), as two separate calls would be."""
+
+    def __init__(self, model: SimCLR) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, view1: torch.Tensor, view2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(view1), self.model(view2)
 
 
 def probe_knn(
@@ -96,11 +112,18 @@ def train_simclr(
     """Adam on NT-Xent over two seeded random views per image, for
     :func:`initbench.train.step_budget` steps. Train labels are used only by the kNN probe
     that monitors the frozen encoder before training and at up to :data:`KNN_PROBES`
-    rounds (always the last)."""
+    rounds (always the last).
+
+    In a process group (:mod:`initbench.distributed`) the model trains as
+    ``DistributedDataParallel`` on shards of each global batch of ``batch_size`` images, with
+    SyncBatchNorm on CUDA (:func:`initbench.distributed.sync_batchnorm`; the model's own
+    BatchNorm modules are back afterwards), views drawn from a per-process seed
+    (:func:`initbench.distributed.rank_seed`) and NT-Xent over the gathered global batch
+    (:func:`initbench.losses.gathered_nt_xent`). Every process runs the kNN probes alike."""
     augment = augment or AugmentConfig()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order_generator = torch.Generator().manual_seed(seed)
-    view_generator = torch.Generator().manual_seed(seed + 1)
+    view_generator = torch.Generator().manual_seed(distributed.rank_seed(seed + 1))
     steps = step_budget(len(train), batch_size, epochs, min_steps)
     random_knn = probe_knn(model.encoder, normalize, train, val, device)
     log(f"step     0/{steps}  knn_val_acc {random_knn:.4f} (initial encoder)")
@@ -111,11 +134,11 @@ def train_simclr(
         images = images.to(device).float() / 255.0
         view1 = simclr_view(images, view_generator, augment)
         view2 = simclr_view(images, view_generator, augment)
-        z1 = model(normalize.standardize(view1))
-        z2 = model(normalize.standardize(view2))
-        return nt_xent(z1, z2, temperature)
+        z1, z2 = net(normalize.standardize(view1), normalize.standardize(view2))
+        return gathered_nt_xent(z1, z2, temperature)
 
     def on_round(r: Round) -> None:
+        distributed.broadcast_buffers(model)
         rates.append(r.images_per_s)
         row = {"step": r.step, "epoch": round(r.epoch, 4), "loss": round(r.loss, 6)}
         probe_every = -(-r.rounds // KNN_PROBES)  # ceil
@@ -127,9 +150,13 @@ def train_simclr(
         log(f"round {r.index:>2}/{r.rounds}  step {r.step:>5}/{steps}  nt_xent {r.loss:.4f}"
             f"{knn}  {r.images_per_s:,.0f} pairs/s")  # fmt: skip
 
-    model.train()
-    optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=order_generator,
-             loss_fn=loss_fn, on_round=on_round, desc="simclr")  # fmt: skip
+    with distributed.sync_batchnorm(model, device) as synced:
+        if distributed.world_size() > 1 and not synced:
+            log("BatchNorm statistics are per process: PyTorch's SyncBatchNorm needs CUDA")
+        net = distributed.data_parallel(_TwoViews(model), device, seed)  # plain in 1 process
+        model.train()
+        optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=order_generator,
+                 loss_fn=loss_fn, on_round=on_round, desc="simclr")  # fmt: skip
     return SimclrResult(
         history=history,
         loss=history[-1]["loss"],

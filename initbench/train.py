@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from initbench import distributed
 from initbench.data import Split
 from initbench.errors import InitbenchError
 
@@ -103,6 +104,44 @@ def batches(
         yield split.images[index], split.labels[index]
 
 
+def train_batches(
+    split: Split,
+    batch_size: int,
+    generator: torch.Generator,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One seeded shuffled pass of training batches: process ``rank``'s share of each global
+    batch of ``batch_size`` images.
+
+    The pass draws one permutation from ``generator`` (the same on every process) and cuts
+    it into global batches, as :func:`batches`. A last batch of a single image is skipped
+    when ``split`` has more (BatchNorm in train mode cannot normalize one value per
+    channel). With ``world_size > 1`` a global batch is padded to a multiple of
+    ``world_size`` with the pass's first images and process ``rank`` takes every
+    ``world_size``-th image from position ``rank``: the shards of
+    ``torch.utils.data.DistributedSampler`` (``drop_last=False``, its ``set_epoch`` being
+    the generator's next draw), so the processes together see exactly the single-process
+    batches when ``world_size`` divides ``batch_size``. Images ``uint8 (b, C, H, W)``,
+    labels ``int64 (b,)``, ``b = ceil(global / world_size)``.
+
+    Raises:
+        ValueError: ``rank`` is not in ``[0, world_size)``.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    n = len(split)
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        if len(index) < 2 <= n:
+            continue
+        if world_size > 1:
+            pad = -len(index) % world_size
+            index = torch.cat([index, order.repeat(-(-pad // n))[:pad]])[rank::world_size]
+        yield split.images[index], split.labels[index]
+
+
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
     """Optimizer steps in one pass over ``n_images`` in batches of ``min(batch_size,
     n_images)``: a last batch of a single image is skipped (see :func:`optimize`).
@@ -172,25 +211,31 @@ def optimize(
     shuffled anew, so no image is left out for good). ``on_round`` is called at each of
     :func:`round_ends`. The caller sets train/eval modes (and may change them in
     ``on_round``; they are not restored).
+
+    In a process group (:mod:`initbench.distributed`) ``batch_size`` is the global batch:
+    ``loss_fn`` gets this process's share of it (:func:`train_batches`), and the loss and
+    images/s that ``on_round`` reports are those of the global batches. The step budget is
+    the same as in a single process. Only each machine's first process shows a progress bar.
     """
     per_epoch = steps_per_epoch(len(split), batch_size)
     batch_size = min(batch_size, len(split))
     ends = round_ends(steps, per_epoch, max_rounds)
+    rank, world = distributed.rank(), distributed.world_size()
     step, loss_sum, seen, start = 0, 0.0, 0, time.perf_counter()
     # A bar on a terminal only (disable=None): in a log file or CI its refreshes would be
     # most of the lines; the per-round lines of ``on_round`` say the same there.
-    with tqdm(total=steps, desc=desc, leave=False, unit="step", disable=None) as bar:
+    quiet = None if distributed.is_local_main() else True
+    with tqdm(total=steps, desc=desc, leave=False, unit="step", disable=quiet) as bar:
         while step < steps:
-            for images, labels in batches(split, batch_size, generator):
-                if len(images) < 2 <= len(split):
-                    continue
+            for images, labels in train_batches(split, batch_size, generator, rank, world):
                 loss = loss_fn(images, labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 step += 1
-                loss_sum += loss.item() * len(images)
-                seen += len(images)
+                images_in_step = len(images) * world  # the global batch, padding included
+                loss_sum += distributed.mean_over_ranks(loss) * images_in_step
+                seen += images_in_step
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
                 if step in ends:
@@ -258,6 +303,9 @@ def fit(
     :func:`initbench.probes.recalibrate_batchnorm` first so its BatchNorm statistics fit
     the data.
 
+    In a process group the model trains as ``DistributedDataParallel`` on shards of each
+    global batch (:func:`optimize`), and every process evaluates ``val`` alike.
+
     Returns:
         One row a round: ``step``, ``epoch``, ``train_loss``, ``train_accuracy``,
         ``val_loss``, ``val_accuracy``.
@@ -271,6 +319,7 @@ def fit(
     steps = step_budget(len(train), batch_size, epochs, min_steps)
     history: list[dict[str, float]] = []
     correct, counted = 0, 0
+    net = distributed.data_parallel(model, device, seed)  # ``model`` in a single process
 
     def train_mode() -> None:
         model.train()
@@ -280,15 +329,17 @@ def fit(
     def loss_fn(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         nonlocal correct, counted
         images, labels = images.to(device), labels.to(device)
-        logits = model(normalize(images))
+        logits = net(normalize(images))
         correct += (logits.argmax(1) == labels).sum().item()
         counted += len(labels)
         return nn.functional.cross_entropy(logits, labels)
 
     def on_round(r: Round) -> None:
         nonlocal correct, counted
+        distributed.broadcast_buffers(model)
         result = evaluate(model, normalize, val, device)
-        train_accuracy = correct / max(counted, 1)
+        right, total = distributed.sum_over_ranks([correct, counted])
+        train_accuracy = right / max(total, 1)
         history.append({
             "step": r.step,
             "epoch": round(r.epoch, 4),

@@ -9,6 +9,7 @@ import torch
 from initbench.autoencoder import build_autoencoder, mean_image_loss, train_autoencoder
 from initbench.cli import run
 from initbench.data import load_dataset
+from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
 from initbench.files import write_json, write_png, write_torch
 from initbench.images import tile
 from initbench.params import load_params
@@ -29,7 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     p, m = params.autoencoder, params.model
-    device = resolve_device(params.device, params.threads)
+    relaunch_under_torchrun(params.nproc_per_node)
+    device = join_process_group(resolve_device(params.device, params.threads))
     data = load_dataset(args.dataset)
     set_seed(args.seed)
     encoder = seeded_encoder(data.channels, m.channels, m.dropout, args.seed)
@@ -38,6 +40,8 @@ def main() -> None:
     train, val = data.splits["train"], data.splits["val"]
     result = train_autoencoder(model, normalize, train, val, epochs=p.epochs, min_steps=p.min_steps, lr=p.lr,
                                batch_size=p.batch_size, seed=args.seed, device=device)  # fmt: skip
+    if not is_local_main():
+        return  # each machine's first process writes the outputs
     baseline = mean_image_loss(train, val)
     write_torch(
         args.out, make_checkpoint("autoencoder", model.encoder, data.encoder_meta(m.channels))

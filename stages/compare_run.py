@@ -11,6 +11,7 @@ import dataclasses
 
 from initbench.cli import run
 from initbench.data import load_dataset
+from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
 from initbench.files import write_json
 from initbench.params import load_params
 from initbench.protocols import finetune, probe
@@ -32,7 +33,9 @@ def main() -> None:
     fractions = args.label_fractions or params.compare.label_fractions
     if any(not 0 < fraction <= 1 for fraction in fractions):
         parser.error(f"--label-fractions must each be in (0, 1], got {fractions}")
-    device = resolve_device(params.device, params.threads)
+    if args.protocol == "finetune":  # the probe trains no network: always one process
+        relaunch_under_torchrun(params.nproc_per_node)
+    device = join_process_group(resolve_device(params.device, params.threads))
     data = load_dataset(args.dataset)
     strategy = str(read_checkpoint(args.init)["strategy"])
     rows = []
@@ -53,6 +56,8 @@ def main() -> None:
                          "macro_f1": round(outcome.macro_f1, 6), "train_images": n_train,
                          "iterations": outcome.iterations,
                          "converged": outcome.converged})  # fmt: skip
+    if not is_local_main():
+        return  # each machine's first process writes the outputs
     rows = [{"init": strategy, "seed": args.seed, "protocol": args.protocol} | r for r in rows]
     write_json(args.out, rows)
     for r in rows:

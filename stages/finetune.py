@@ -5,6 +5,7 @@ from pathlib import Path
 
 from initbench.cli import run
 from initbench.data import load_dataset
+from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
 from initbench.files import write_json, write_torch
 from initbench.params import load_params
 from initbench.protocols import finetune
@@ -21,9 +22,12 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     p = params.finetune
-    device = resolve_device(params.device, params.threads)
+    relaunch_under_torchrun(params.nproc_per_node)
+    device = join_process_group(resolve_device(params.device, params.threads))
     data = load_dataset(args.dataset)
     result = finetune(data, args.init, params.model, p, p.label_fraction, params.seed, device)
+    if not is_local_main():
+        return  # each machine's first process writes the outputs
     test, last = result.test, result.history[-1]
     metrics = {"init": params.init, "seed": params.seed, "accuracy": round(test.accuracy, 6),
                "macro_f1": round(test.macro_f1, 6), "test_loss": round(test.loss, 6),

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from initbench.cli import run
 from initbench.data import save_dataset
@@ -17,8 +18,16 @@ def main() -> None:
     parser.add_argument("--metrics", required=True, help="counts and skipped files (JSON)")
     args = parser.parse_args()
     p = load_params().data
+    scratch = Path(args.out).parent  # a large output array is memory-mapped here, on disk
+    scratch.mkdir(parents=True, exist_ok=True)
     dataset = ingest(
-        args.data, p.image_size, p.channels, p.val_fraction, p.test_fraction, p.split_seed
+        args.data,
+        p.image_size,
+        p.channels,
+        p.val_fraction,
+        p.test_fraction,
+        p.split_seed,
+        scratch_dir=scratch,
     )
     save_dataset(args.out, dataset)
     report = summary(dataset)

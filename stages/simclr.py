@@ -5,6 +5,7 @@ from pathlib import Path
 
 from initbench.cli import run
 from initbench.data import load_dataset
+from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
 from initbench.files import write_json, write_torch
 from initbench.model import feature_side
 from initbench.params import load_params
@@ -25,7 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     p, m = params.simclr, params.model
-    device = resolve_device(params.device, params.threads)
+    relaunch_under_torchrun(params.nproc_per_node)
+    device = join_process_group(resolve_device(params.device, params.threads))
     data = load_dataset(args.dataset)
     set_seed(args.seed)
     # Dropout off while pretraining: different masks on the two views act as one more strong
@@ -41,6 +43,8 @@ def main() -> None:
         model, normalize, data.splits["train"], data.splits["val"], epochs=p.epochs, min_steps=p.min_steps, lr=p.lr,
         batch_size=p.batch_size, temperature=p.temperature, seed=args.seed, device=device,
     )  # fmt: skip
+    if not is_local_main():
+        return  # each machine's first process writes the outputs
     write_torch(args.out, make_checkpoint("simclr", model.encoder, data.encoder_meta(m.channels)))
     write_json(args.metrics, {"loss": result.loss, "knn_accuracy": result.knn_accuracy,
                               "random_init_knn_accuracy": result.random_init_knn_accuracy})  # fmt: skip

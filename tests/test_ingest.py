@@ -7,14 +7,19 @@ import hashlib
 import importlib
 import io
 import json
+import multiprocessing
+import os
 import sys
+import tracemalloc
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from initbench import data, ingest
 from initbench.errors import DataError
@@ -488,6 +493,216 @@ def test_decode_with_one_or_two_workers_is_identical(tmp_path):
     ds2 = _ingest(tmp_path, workers=2, channels=3)
     np.testing.assert_array_equal(ds1.images, ds2.images)
     assert ds1.paths == ds2.paths and ds1.skipped == ds2.skipped
+
+
+# --------------------------------------------------------------------------- JPEG draft
+
+
+def _smooth_jpeg(path: Path, width: int, height: int) -> Path:
+    """A smooth RGB picture (one period of sines whatever its size), so a reduced-scale
+    decode stays close to a full one."""
+    y, x = np.mgrid[0:height, 0:width].astype(float)
+    u, v = 2 * np.pi * x / width, 2 * np.pi * y / height
+    rgb = np.stack(
+        [127 + 120 * np.sin(u), 127 + 120 * np.cos(v), 127 + 100 * np.sin(u + v)],
+        axis=-1,
+    )
+    return _save(path, Image.fromarray(rgb.astype(np.uint8)), quality=90)
+
+
+@pytest.fixture
+def draft_scales(monkeypatch) -> list[int]:
+    """Records the DCT scale (1, 2, 4 or 8) of every JPEG draft Pillow makes."""
+    scales: list[int] = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = draft(self, mode, size)
+        scales.append(self.decoderconfig[0] if self.decoderconfig else 1)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    return scales
+
+
+def _full_decode(monkeypatch, path: Path, image_size: int, channels: int) -> np.ndarray:
+    """``decode_image`` with Pillow's draft turned off: every JPEG decoded at full size."""
+    with monkeypatch.context() as m:
+        m.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, mode, size: None)
+        return ingest.decode_image(path, image_size, channels)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(("size", "scale"), [((64, 64), 2), ((256, 200), 4), ((800, 300), 8)])
+def test_jpeg_twice_the_target_is_drafted_and_close_to_a_full_decode(
+    tmp_path, monkeypatch, draft_scales, size, scale, channels
+):
+    path = _smooth_jpeg(tmp_path / "big.jpg", *size)
+    reference = _full_decode(monkeypatch, path, 32, channels).astype(int)
+    array = ingest.decode_image(path, 32, channels)
+    assert draft_scales == [scale]
+    assert array.shape == (channels, 32, 32) and array.dtype == np.uint8
+    diff = np.abs(array.astype(int) - reference)
+    # The draft rounds its size up to whole pixels (800 / 8 -> 100, 300 / 8 -> 38), which
+    # shifts the crop by a fraction of a pixel: a few levels, never a different picture.
+    assert 0 < diff.mean() < 3 and diff.max() <= 16, (diff.mean(), diff.max())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [(63, 300), (300, 63), (40, 40), (32, 32)])
+def test_jpeg_under_twice_the_target_decodes_exactly_at_full_size(
+    tmp_path, monkeypatch, draft_scales, size, channels
+):
+    path = _smooth_jpeg(tmp_path / "small.jpg", *size)
+    array = ingest.decode_image(path, 32, channels)
+    assert draft_scales == [1]
+    np.testing.assert_array_equal(array, _full_decode(monkeypatch, path, 32, channels))
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _assert_same_results(got: list, expected: list) -> None:
+    """Equal arrays, and no skip reason, file by file."""
+    assert len(got) == len(expected)
+    for (a, ra), (b, rb) in zip(got, expected, strict=True):
+        assert ra is rb is None
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ingest_holds_one_output_array_not_a_list_of_images(tmp_path):
+    _make_class(tmp_path, "a", 60)
+    _make_class(tmp_path, "b", 60, start_seed=500)
+    _ingest(tmp_path, image_size=48, channels=3)  # first use loads Pillow's plugins: not ours
+    tracemalloc.start()
+    try:
+        ds = _ingest(tmp_path, image_size=48, channels=3)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ds.images.shape == (120, 3, 48, 48)
+    # A list of decoded images stacked at the end would peak at twice the array or more.
+    assert peak < 1.5 * ds.images.nbytes, (peak, ds.images.nbytes)
+
+
+def test_memory_mapped_output_equals_in_memory_output(tmp_path):
+    root, scratch = tmp_path / "data", tmp_path / "scratch"
+    _make_class(root, "a", 5)
+    _make_class(root, "b", 5, start_seed=500, ext=".jpg")
+    (root / "a" / "broken.png").write_bytes(b"junk")  # leaves an unused row at the end
+    scratch.mkdir()
+    in_memory = _ingest(root, channels=3)
+    mapped = _ingest(root, channels=3, memmap_above=0, scratch_dir=scratch)
+    assert not isinstance(in_memory.images, np.memmap)
+    assert isinstance(mapped.images, np.memmap)
+    assert list(scratch.iterdir()) == []  # the backing file is unlinked from the start
+    np.testing.assert_array_equal(mapped.images, in_memory.images)
+    assert mapped.paths == in_memory.paths and mapped.skipped == in_memory.skipped
+    np.testing.assert_array_equal(mapped.split, in_memory.split)
+    data.save_dataset(tmp_path / "m", mapped)
+    data.save_dataset(tmp_path / "i", in_memory)
+    for name in sorted(p.name for p in (tmp_path / "i").iterdir()):
+        assert (tmp_path / "m" / name).read_bytes() == (tmp_path / "i" / name).read_bytes()
+
+
+# --------------------------------------------------------------------------- streaming decode
+
+
+def test_a_spawned_worker_decodes_exactly_like_this_process(tmp_path):
+    # iter_decoded's main process often finishes a small folder before a worker is up,
+    # so this runs the worker's function in a real spawned process directly.
+    rels = _make_class(tmp_path, "a", 3) + _make_class(tmp_path, "b", 3, 100, ext=".jpg")
+    (tmp_path / "a" / "zz_bad.png").write_bytes(b"bad")
+    paths = [str(tmp_path / rel) for rel in [*rels, "a/zz_bad.png"]]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        remote = pool.submit(ingest._decode_chunk, paths, 8, 3).result()
+    _assert_same_results(remote[:-1], ingest._decode_chunk(paths[:-1], 8, 3))
+    assert remote[-1][0] is None and remote[-1][1] == ingest._decode_chunk(paths[-1:], 8, 3)[0][1]
+
+
+class _FakePool:
+    """Stands in for ProcessPoolExecutor and records what it is given.
+
+    ``workers_start``: whether the start-up pings (``os.getpid``) complete;
+    ``workers_decode``: whether decode chunks run (at submit) or stay queued forever.
+    """
+
+    instances: ClassVar[list[_FakePool]] = []
+    workers_start = True
+    workers_decode = True
+
+    def __init__(self, max_workers: int, mp_context) -> None:
+        self.max_workers = max_workers
+        self.chunks: list[Future] = []
+        self.pings = 0
+        self.shutdown_kwargs: dict | None = None
+        _FakePool.instances.append(self)
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        if fn is os.getpid:
+            self.pings += 1
+            if self.workers_start:
+                future.set_result(0)
+            return future
+        self.chunks.append(future)
+        if self.workers_decode:
+            future.set_running_or_notify_cancel()
+            future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, **kwargs) -> None:
+        self.shutdown_kwargs = kwargs
+
+
+@pytest.fixture
+def fake_pool(monkeypatch) -> type[_FakePool]:
+    monkeypatch.setattr(ingest, "ProcessPoolExecutor", _FakePool)
+    _FakePool.instances.clear()
+    return _FakePool
+
+
+def test_parallel_decode_keeps_a_bounded_number_of_chunks_in_flight(tmp_path, fake_pool):
+    rels = _make_class(tmp_path, "a", 40) + _make_class(tmp_path, "b", 40, start_seed=500)
+    stream = ingest.iter_decoded(tmp_path, rels, 8, 1, workers=2)  # 16 chunks of 5 files
+    first = next(stream)
+    (pool,) = fake_pool.instances
+    assert pool.max_workers == 1 and pool.pings == 1  # this process is the other decoder
+    assert len(pool.chunks) == 4 * 2 + 1  # the first 8, then one more as one is taken
+    rest = list(stream)
+    assert len(pool.chunks) == 16
+    assert pool.shutdown_kwargs == {"wait": True, "cancel_futures": True}
+    _assert_same_results([first, *rest], ingest.decode_all(tmp_path, rels, 8, 1, workers=1))
+
+
+def test_main_process_decodes_alone_until_a_worker_is_up(tmp_path, fake_pool, monkeypatch):
+    rels = _make_class(tmp_path, "a", 40) + _make_class(tmp_path, "b", 40, start_seed=500)
+    monkeypatch.setattr(fake_pool, "workers_start", False)
+    got = list(ingest.iter_decoded(tmp_path, rels, 8, 1, workers=3))
+    (pool,) = fake_pool.instances
+    assert pool.pings == 2 and pool.chunks == []  # nothing was handed to absent workers
+    assert pool.shutdown_kwargs == {"wait": False, "cancel_futures": True}
+    _assert_same_results(got, ingest.decode_all(tmp_path, rels, 8, 1, workers=1))
+
+
+def test_main_process_takes_chunks_no_worker_has_started(tmp_path, fake_pool, monkeypatch):
+    rels = _make_class(tmp_path, "a", 40) + _make_class(tmp_path, "b", 40, start_seed=500)
+    monkeypatch.setattr(fake_pool, "workers_decode", False)
+    got = list(ingest.iter_decoded(tmp_path, rels, 8, 1, workers=2))
+    (pool,) = fake_pool.instances
+    assert len(pool.chunks) == 16 and all(f.cancelled() for f in pool.chunks)
+    _assert_same_results(got, ingest.decode_all(tmp_path, rels, 8, 1, workers=1))
+
+
+def test_stopping_the_stream_early_cancels_what_has_not_started(tmp_path, fake_pool):
+    rels = _make_class(tmp_path, "a", 40) + _make_class(tmp_path, "b", 40, start_seed=500)
+    stream = ingest.iter_decoded(tmp_path, rels, 8, 1, workers=2)
+    next(stream)
+    stream.close()
+    (pool,) = fake_pool.instances
+    assert len(pool.chunks) == 9
+    assert pool.shutdown_kwargs == {"wait": True, "cancel_futures": True}
 
 
 # --------------------------------------------------------------------------- summary

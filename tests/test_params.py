@@ -65,6 +65,7 @@ def test_repo_params_load_with_the_right_types():
     assert isinstance(params.init, str) and params.init in P.INIT_STRATEGIES
     assert isinstance(params.seed, int) and not isinstance(params.seed, bool)
     assert params.device in P.DEVICES
+    assert params.nproc_per_node == 1  # the default runs each stage in one process
     assert isinstance(params.data, P.DataParams)
     assert isinstance(params.data.image_size, int)
     assert params.data.channels in (1, 3)
@@ -124,6 +125,8 @@ def test_ints_are_accepted_for_floats(raw):
         ("seed", -1, ">= 0"),
         ("threads", -1, ">= 0"),
         ("threads", 1.5, "integer"),
+        ("nproc_per_node", 0, ">= 1"),
+        ("nproc_per_node", 2.0, "integer"),
         ("data.val_fraction", 0, "(0, 1)"),
         ("data.val_fraction", 1, "(0, 1)"),
         ("data.val_fraction", -0.1, "(0, 1)"),
@@ -178,6 +181,8 @@ def test_val_plus_test_must_leave_a_train_split(raw):
         ("data.channels", 3),
         ("device", "cpu"),
         ("device", "cuda"),
+        ("nproc_per_node", 1),
+        ("nproc_per_node", 8),
         ("seed", 0),
         ("data.val_fraction", 0.45),
     ],
@@ -206,6 +211,7 @@ def test_image_size_limit_follows_the_number_of_blocks(raw):
         "init",
         "seed",
         "device",
+        "nproc_per_node",
         "data",
         "data.channels",
         "data.split_seed",
@@ -234,8 +240,8 @@ def test_missing_key_is_named(raw, key):
     [
         (
             "learning_rate",
-            "init, seed, device, threads, data, model, patches, kmeans, autoencoder, simclr, finetune, "
-            "linear_probe, compare",
+            "init, seed, device, threads, nproc_per_node, data, model, patches, kmeans, autoencoder, "
+            "simclr, finetune, linear_probe, compare",
         ),
         ("data.size", "image_size, channels, val_fraction, test_fraction, split_seed"),
         ("patches.stride", "size, per_image, max_images, min_std, whiten, epsilon"),
