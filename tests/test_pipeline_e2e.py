@@ -66,7 +66,7 @@ def project(tmp_path_factory) -> Path:
         shutil.copy2(REPO / rel, root / rel)
     params = yaml.safe_load((root / "params.yaml").read_text())
     # Whatever the workspace's params.yaml holds (e.g. after `dvc exp run -S init=kmeans`).
-    params.update(init="random", seed=0)
+    params.update(init="random", seed=0, threads=0, nproc_per_node=1)
     params["data"].update(image_size=16, split_seed=0)
     params["finetune"].update(epochs=1, min_steps=4, batch_size=16, label_fraction=1.0,
                               freeze_encoder=False)  # fmt: skip
@@ -289,6 +289,37 @@ def test_going_back_to_earlier_params_restores_every_stage_from_the_run_cache(pr
         assert run(project, "git", "status", "--porcelain").stdout == ""
         assert "up to date" in run(project, "dvc", "status").stdout
     finally:
+        reset(project)
+
+
+def test_an_experiment_comes_back_from_another_machine_with_exp_push_and_pull(project, tmp_path):
+    """The comparison fanned out over machines: an experiment run on one machine travels
+    through a shared Git remote and DVC remote (local folders here) to another clone, whose
+    `dvc exp show` lists it and whose workspace gets its results and model."""
+    git_remote, store = tmp_path / "origin.git", tmp_path / "dvc-store"
+    run(tmp_path, "git", "init", "-q", "--bare", "--initial-branch=main", str(git_remote))
+    try:
+        run(project, "git", "remote", "add", "origin", str(git_remote))
+        run(project, "dvc", "remote", "add", "--local", "-d", "store", str(store))
+        run(project, "git", "push", "-q", "origin", "HEAD:refs/heads/main")
+        run(project, "dvc", "exp", "run", "-n", "kmeans-run", "-S", "init=kmeans")
+        accuracy = json.loads((project / "metrics" / "finetune.json").read_text())["accuracy"]
+        run(project, "dvc", "exp", "push", "origin", "kmeans-run")  # Git refs and DVC cache
+
+        other = tmp_path / "other-machine"
+        run(tmp_path, "git", "clone", "-q", str(git_remote), str(other))
+        run(other, "dvc", "remote", "add", "--local", "-d", "store", str(store))
+        run(other, "dvc", "exp", "pull", "origin", "kmeans-run")
+        assert "kmeans-run" in run(other, "dvc", "exp", "show", "--csv").stdout
+        run(other, "dvc", "exp", "apply", "kmeans-run")
+        metrics = json.loads((other / "metrics" / "finetune.json").read_text())
+        assert metrics["init"] == "kmeans" and metrics["accuracy"] == accuracy
+        run(other, "dvc", "checkout", "finetune")  # the model, from the pulled cache
+        assert (other / "artifacts" / "model.pt").is_file()
+    finally:
+        run(project, "git", "remote", "remove", "origin", check=False)
+        run(project, "dvc", "remote", "remove", "--local", "store", check=False)
+        run(project, "dvc", "exp", "remove", "--all", check=False)
         reset(project)
 
 
