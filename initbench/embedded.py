@@ -141,7 +141,7 @@ def materialize(
         for name in class_names:
             (tmp / name).mkdir(parents=True)
         width = len(str(len(images) - 1))
-        for index in tqdm(range(len(images)), desc=f"writing {out_dir}/", unit="img"):
+        for index in tqdm(range(len(images)), desc=f"writing {out_dir}/", unit="img", disable=None):
             path = tmp / class_names[labels[index]] / f"{index:0{width}d}.png"
             path.write_bytes(png_bytes(images[index]))
         if out_dir.exists():

@@ -248,7 +248,7 @@ def iter_decoded(
     ``(channels, image_size, image_size)`` (see :func:`decode_image`).
     """
     workers = workers or default_workers()
-    with tqdm(total=len(relpaths), desc="decoding", unit="img") as progress:
+    with tqdm(total=len(relpaths), desc="decoding", unit="img", disable=None) as progress:
         if workers == 1 or len(relpaths) < 64:
             for rel in relpaths:
                 yield _decode_or_reason(str(root / rel), image_size, channels)

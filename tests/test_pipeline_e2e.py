@@ -29,6 +29,24 @@ def _project_files() -> list[str]:
     return [f for f in out.splitlines() if not f.startswith(skip) and (REPO / f).is_file()]
 
 
+def _default_params() -> dict:
+    """params.yaml with every value as committed at HEAD. `dvc exp run -S init=kmeans` (or
+    any -S) leaves its value in the working tree, and tests must not depend on what the
+    workspace holds; keys only the working tree has (a new, uncommitted one) keep its value."""
+    workspace = yaml.safe_load((REPO / "params.yaml").read_text())
+    shown = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True,
+                           text=True)  # fmt: skip
+    if shown.returncode != 0:
+        return workspace
+
+    def merge(ours: dict, committed: dict) -> dict:
+        return {key: merge(value, committed[key])
+                if isinstance(value, dict) and isinstance(committed.get(key), dict)
+                else committed.get(key, value) for key, value in ours.items()}  # fmt: skip
+
+    return merge(workspace, yaml.safe_load(shown.stdout))
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -64,8 +82,7 @@ def project(tmp_path_factory) -> Path:
     for rel in _project_files():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, root / rel)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    # Whatever the workspace's params.yaml holds (e.g. after `dvc exp run -S init=kmeans`).
+    params = _default_params()
     params.update(init="random", seed=0, threads=0, nproc_per_node=1)
     params["data"].update(image_size=16, split_seed=0)
     params["finetune"].update(epochs=1, min_steps=4, batch_size=16, label_fraction=1.0,
@@ -106,6 +123,17 @@ def _set_params(project: Path, **changes: object) -> None:
             node = node[key]
         node[leaf] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_the_test_project_takes_committed_params_not_the_workspaces(tmp_path, monkeypatch):
+    # As `dvc exp run -S init=kmeans -S finetune.lr=0.01` leaves params.yaml.
+    run(tmp_path, "git", "init", "-q")
+    (tmp_path / "params.yaml").write_text("init: random\nfinetune:\n  lr: 0.001\n")
+    run(tmp_path, "git", "add", "params.yaml")
+    run(tmp_path, "git", "commit", "-qm", "defaults")
+    (tmp_path / "params.yaml").write_text("init: kmeans\nfinetune:\n  lr: 0.01\n  new: 3\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert _default_params() == {"init": "random", "finetune": {"lr": 0.001, "new": 3}}
 
 
 def test_repro_writes_metrics_and_plots(project):
