@@ -91,11 +91,29 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+def _check_utf8(root: Path, rel: str) -> None:
+    """Raise if ``rel`` (a path under ``root``) is not valid UTF-8: its bytes could not be
+    written to the manifest or metrics, and DVC cannot track such a file either.
+
+    Raises:
+        DataError: naming the file, its bytes shown as ``\\xNN`` escapes.
+    """
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(rel).decode("utf-8", errors="backslashreplace")
+        raise DataError(
+            f"{root}/{shown}: the name is not valid UTF-8 (copied from an old share or zip?); "
+            "rename it, DVC cannot track it either"
+        ) from None
+
+
 def scan_folder(root: str | os.PathLike[str]) -> Scan:
     """List class folders and their image files, in a stable order.
 
     Raises:
-        DataError: if ``root`` is missing, has no image files or fewer than 2 class folders.
+        DataError: if ``root`` is missing, has no image files or fewer than 2 class folders,
+            or a name under it is not valid UTF-8 (found before any decoding).
     """
     root = Path(root)
     if not root.is_dir():
@@ -103,6 +121,7 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
     ignored: dict[str, list[str]] = {"hidden": [], "non_image": [], "outside_class_folder": []}
     class_dirs = []
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        _check_utf8(root, entry.name)
         if _is_hidden(entry.name):
             ignored["hidden"].append(entry.name)
         elif entry.is_dir():
@@ -114,6 +133,8 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
     for label, class_dir in enumerate(class_dirs):
         for dirpath, dirnames, filenames in os.walk(class_dir):
             rel_dir = Path(dirpath).relative_to(root)
+            for name in [*dirnames, *filenames]:
+                _check_utf8(root, (rel_dir / name).as_posix())
             for name in [d for d in dirnames if _is_hidden(d)]:
                 ignored["hidden"].append((rel_dir / name).as_posix())
             dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))

@@ -872,3 +872,30 @@ def test_stage_says_nothing_about_duplicates_on_clean_data(
     assert "identical" not in capsys.readouterr().err
     metrics = json.loads((tmp_path / "ingest.json").read_text())
     assert metrics["duplicates"] == {"groups": 0, "images": 0, "cross_class_groups": 0}
+
+
+# --------------------------------------------------------------------------- file names
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        (b"cat/chat_\xe9t\xe9.png", "cat/chat_\\xe9t\\xe9.png"),
+        (b"chi\xe9n/0.png", "chi\\xe9n:"),  # the folder, the first bad name on the way
+        (b"cat/sous-dossier_\xe9/0.png", "cat/sous-dossier_\\xe9:"),
+    ],
+    ids=["file", "class folder", "subfolder"],
+)
+def test_a_name_that_is_not_utf8_is_named_before_any_decoding(tmp_path, bad, named, monkeypatch):
+    # As copies from FAT/SMB shares arrive: Latin-1 bytes, not UTF-8.
+    for rel in ("cat/0.png", "dog/0.png", os.fsdecode(bad)):
+        path = tmp_path / "data" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), 128).save(path, format="PNG")
+    monkeypatch.setattr(ingest, "_decode_chunk", lambda *a: pytest.fail("decoded first"))
+    with pytest.raises(DataError) as error:
+        ingest.scan_folder(tmp_path / "data")
+    message = str(error.value)
+    assert f"{tmp_path / 'data'}/{named}" in message
+    assert "not valid UTF-8" in message and "rename it" in message
+    message.encode("utf-8")  # the message itself prints anywhere
