@@ -34,7 +34,10 @@ more.)
 
 A file that cannot be decoded (empty, truncated, corrupt, not an image) is
 skipped and reported with its reason. Hidden files and files with other
-extensions are ignored and counted.
+extensions are ignored and counted. A symlinked folder (a class folder or one
+inside it) is not followed, as DVC does not follow it when it versions ``data/``:
+it is ignored and counted too, so what ingest reads is what ``data.dvc`` versions.
+A name that is not valid UTF-8 stops the scan with one line naming it.
 
 Exact duplicates (identical decoded arrays) are found by hashing, here in the
 main process, and each group of them is kept in one split. The format, the
@@ -118,12 +121,15 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}/: not found; put class folders of images there (see README)")
-    ignored: dict[str, list[str]] = {"hidden": [], "non_image": [], "outside_class_folder": []}
+    ignored: dict[str, list[str]] = {"hidden": [], "non_image": [], "outside_class_folder": [],
+                                     "symlinked_folder": []}  # fmt: skip
     class_dirs = []
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         _check_utf8(root, entry.name)
         if _is_hidden(entry.name):
             ignored["hidden"].append(entry.name)
+        elif entry.is_symlink() and entry.is_dir():
+            ignored["symlinked_folder"].append(entry.name)
         elif entry.is_dir():
             class_dirs.append(entry)
         else:
@@ -138,6 +144,9 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
             for name in [d for d in dirnames if _is_hidden(d)]:
                 ignored["hidden"].append((rel_dir / name).as_posix())
             dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+            for name in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+                ignored["symlinked_folder"].append((rel_dir / name).as_posix())
+                dirnames.remove(name)
             for name in sorted(filenames):
                 rel = (rel_dir / name).as_posix()
                 if _is_hidden(name):

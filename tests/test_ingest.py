@@ -308,7 +308,8 @@ def test_hidden_non_image_and_outside_files_are_ignored_and_counted(tmp_path):
     )
     assert ds.ignored["non_image"] == ["b/notes.txt"]
     assert sorted(ds.ignored["outside_class_folder"]) == ["README.md", "stray.png"]
-    assert ingest.summary(ds)["ignored"] == {"hidden": 5, "non_image": 1, "outside_class_folder": 2}
+    assert ingest.summary(ds)["ignored"] == {"hidden": 5, "non_image": 1, "outside_class_folder": 2,
+                                             "symlinked_folder": 0}  # fmt: skip
 
 
 def test_nested_subfolders_belong_to_their_class(tmp_path):
@@ -721,7 +722,8 @@ def test_summary_is_consistent_with_dataset(split_root):
     for split_name in data.SPLITS:
         assert sum(c[split_name] for c in summ["per_class"]) == summ["split"][split_name]
     assert summ["skipped"] == {"count": 0, "files": []}
-    assert summ["ignored"] == {"hidden": 0, "non_image": 0, "outside_class_folder": 0}
+    assert summ["ignored"] == {"hidden": 0, "non_image": 0, "outside_class_folder": 0,
+                               "symlinked_folder": 0}  # fmt: skip
     assert summ["duplicates"] == {"groups": 0, "images": 0, "cross_class_groups": 0}
 
 
@@ -899,3 +901,27 @@ def test_a_name_that_is_not_utf8_is_named_before_any_decoding(tmp_path, bad, nam
     assert f"{tmp_path / 'data'}/{named}" in message
     assert "not valid UTF-8" in message and "rename it" in message
     message.encode("utf-8")  # the message itself prints anywhere
+
+
+def _png(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (8, 8), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+def test_symlinked_folders_are_not_followed_and_are_reported(tmp_path):
+    # What DVC versions: it follows neither a symlinked class folder nor a symlinked
+    # subfolder, so ingest must not read them either, and must say so.
+    root = tmp_path / "data"
+    for i in range(3):
+        _png(root / "cat" / f"{i}.png", i)
+        _png(root / "dog" / f"{i}.png", 10 + i)
+        _png(tmp_path / "elsewhere" / "bird" / f"{i}.png", 20 + i)
+        _png(tmp_path / "pool" / "more_cats" / f"{i}.png", 30 + i)
+        _png(root / "cat" / "real_sub" / f"{i}.png", 40 + i)  # a plain subfolder is read
+    (root / "bird").symlink_to(Path("..", "elsewhere", "bird"))
+    (root / "cat" / "extra").symlink_to(Path("..", "..", "pool", "more_cats"))
+    scan = ingest.scan_folder(root)
+    assert scan.classes == ["cat", "dog"]
+    assert len(scan.files) == 9 and all("extra" not in rel for rel, _ in scan.files)
+    assert scan.ignored["symlinked_folder"] == ["bird", "cat/extra"]
