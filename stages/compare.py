@@ -27,11 +27,13 @@ def main() -> None:
     params = load_params()
     c = params.compare
     grid = {(i, s, f) for i in c.inits for s in c.seeds for f in c.label_fractions}
-    # Each compare_run output is a list of runs. Runs outside today's grid (say, of a seed
-    # since dropped from params) are left out; a run found in two files is an error.
+    # Each compare_run output is a list of runs (a file of one run, as earlier versions
+    # wrote, is read too). Runs outside today's grid (say, of a seed since dropped from
+    # params) are left out; a run found in two files is an error.
     rows, found = [], {}
     for path in sorted(Path(args.runs).rglob("*.json")):
-        for row in json.loads(path.read_text()):
+        loaded = json.loads(path.read_text())
+        for row in [loaded] if isinstance(loaded, dict) else loaded:
             if (row["init"], row["seed"], row["label_fraction"]) not in grid:
                 continue
             key = (row["protocol"], row["init"], row["seed"], row["label_fraction"])
