@@ -27,7 +27,7 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -197,6 +197,9 @@ class Dataset:
     groups: np.ndarray
     skipped: list[dict[str, str]]
     ignored: dict[str, list[str]]
+    #: integer images of more than 8 bits: ``{"images", "bit_depth", "max_value",
+    #: "bit_depth_param"}`` (see :mod:`initbench.ingest`); empty when there were none
+    high_bit: dict = field(default_factory=dict)
 
     def subset(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(images, labels)`` of one split: uint8 ``(n, C, H, W)``, int64 ``(n,)``."""

@@ -9,10 +9,25 @@ side is ``image_size`` and center-cropped to ``image_size x image_size``
 (``PIL.ImageOps.fit``, bilinear, antialiased). Nothing is stretched; the
 edges of the longer side are cut.
 
-Colour policy: transparent pixels are composited onto white; 16-bit images are
-scaled to 8 bits; CMYK, palette and 1-bit images are converted; RGB becomes
-grayscale by ITU-R 601 luma when ``channels == 1``, and grayscale is repeated
-into three channels when ``channels == 3``.
+Colour policy: transparent pixels are composited onto white; CMYK, palette and
+1-bit images are converted; RGB becomes grayscale by ITU-R 601 luma when
+``channels == 1``, and grayscale is repeated into three channels when
+``channels == 3``.
+
+Bit-depth policy, by Pillow mode (sample type):
+
+- 8-bit (``L``, ``RGB``, ``P``, ...): as is.
+- 16-bit integer grayscale (``I;16*``, e.g. TIFF and 16-bit PNG) and 32-bit integer
+  grayscale (``I``): ``data.bit_depth`` bits hold the data, and ``0 .. 2**bit_depth - 1``
+  maps linearly onto ``0 .. 255``. Many cameras write 10-, 12- or 14-bit data into 16-bit
+  files; dividing those by 257 would leave 17 grey levels of 256 for 12-bit data. With
+  ``auto`` (the default) the bit depth is the dataset's: the smallest of 8, 10, 12, 14
+  and 16 that holds the largest pixel value of all such images, so every file of one
+  camera is mapped alike and a dim frame stays dim. With a number, a file holding a
+  larger value is skipped and reported. Values outside ``0 .. 65535`` skip the file.
+- 32-bit float grayscale (``F``): ``0 .. 1`` maps onto ``0 .. 255``; values above 1 up
+  to 255 are taken as 8-bit and above that up to 65535 as 16-bit; others skip the file.
+- 16-bit RGB: Pillow itself reads these as 8-bit ``RGB``.
 
 Decode policy: a JPEG at least twice the target in both sides is decoded at a
 reduced DCT scale (Pillow's ``Image.draft``: 1/2, 1/4 or 1/8, the strongest
@@ -73,9 +88,11 @@ from initbench.data import (
     stratified_split,
 )
 from initbench.errors import DataError
+from initbench.params import BIT_DEPTHS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+#: Integer grayscale modes of more than 8 bits: mapped by ``data.bit_depth``.
+_HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 #: Output arrays larger than this many bytes are memory-mapped (see :func:`allocate_images`).
 MEMMAP_ABOVE = 512 * 2**20
 
@@ -170,13 +187,64 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
     return Scan(root=root, classes=classes, files=files, ignored=ignored)
 
 
+@dataclass(frozen=True)
+class HighBitImage:
+    """A decoded integer grayscale image of up to 16 bits, cropped and resized but not yet
+    mapped to 8 bits: the bit depth of the whole dataset decides how (module docstring).
+
+    ``values``: uint16 ``(image_size, image_size)``; ``max_value``: the file's largest
+    pixel before resizing.
+    """
+
+    values: np.ndarray
+    max_value: int
+
+
+#: What decoding one file gives: the image, or ``None`` and why the file was skipped.
+_Result = tuple[np.ndarray | HighBitImage | None, str | None]
+
+
+def bit_depth_of(max_value: int) -> int:
+    """The smallest of :data:`~initbench.params.BIT_DEPTHS` whose ``0 .. 2**d - 1`` holds
+    ``max_value``. Raises: ValueError: ``max_value`` is above 65535."""
+    for depth in BIT_DEPTHS:
+        if max_value < 2**depth:
+            return depth
+    raise ValueError(f"pixel value {max_value} needs more than {BIT_DEPTHS[-1]} bits")
+
+
+def to_uint8(values: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Map ``0 .. 2**bit_depth - 1`` linearly onto uint8 ``0 .. 255`` (rounded to nearest);
+    larger values become 255. Same shape as ``values``."""
+    scale = 255.0 / (2**bit_depth - 1)
+    return np.clip(np.rint(values.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+
+
+def _high_bit(image: Image.Image, image_size: int) -> HighBitImage:
+    """Crop and resize an integer grayscale image in floating point, keeping its range."""
+    values = np.asarray(image, dtype=np.int64)
+    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if low < 0 or high > 65535:
+        raise ValueError(f"integer pixels span {low}..{high}, outside 0..65535")
+    fitted = ImageOps.fit(
+        Image.fromarray(values.astype(np.float32)),
+        (image_size, image_size),
+        Image.Resampling.BILINEAR,
+    )
+    resized = np.clip(np.rint(np.asarray(fitted, dtype=np.float64)), 0, 65535)
+    return HighBitImage(resized.astype(np.uint16), high)
+
+
 def _to_8bit_mode(image: Image.Image) -> Image.Image:
-    """Bring any Pillow mode to L, LA, RGB or RGBA without losing range or transparency."""
-    if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
+    """Bring any Pillow mode but the integer grayscale ones to L, LA, RGB or RGBA without
+    losing range or transparency."""
+    if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
-        if image.mode in _SIXTEEN_BIT_MODES or values.max(initial=0) > 255:
-            values = values / 257.0  # 0..65535 -> 0..255
-        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        if not (np.isfinite(values).all() and low >= 0 and high <= 65535):
+            raise ValueError(f"float pixels span {low:g}..{high:g}, outside 0..65535")
+        scale = 255.0 if high <= 1 else 1.0 if high <= 255 else 1 / 257
+        return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
     if image.mode == "P" or "transparency" in image.info:
         return image.convert("RGBA")
     if image.mode in ("L", "LA", "RGB", "RGBA"):
@@ -194,13 +262,11 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def decode_image(path: str | os.PathLike[str], image_size: int, channels: int) -> np.ndarray:
-    """Decode one file into a uint8 ``(channels, image_size, image_size)`` array.
-
-    Raises:
-        OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError:
-            the file is empty, truncated, corrupt or not an image.
-    """
+def _decode(
+    path: str | os.PathLike[str], image_size: int, channels: int
+) -> np.ndarray | HighBitImage:
+    """Decode one file: uint8 ``(channels, image_size, image_size)``, or a
+    :class:`HighBitImage` for integer grayscale of more than 8 bits."""
     if os.path.getsize(path) == 0:
         raise ValueError("empty file")
     with Image.open(path) as image:
@@ -209,6 +275,8 @@ def decode_image(path: str | os.PathLike[str], image_size: int, channels: int) -
             image.draft(None, (image_size, image_size))
         image.load()
         image = ImageOps.exif_transpose(image)
+        if image.mode in _HIGH_BIT_MODES:
+            return _high_bit(image, image_size)
         image = _flatten_alpha(_to_8bit_mode(image))
         image = image.convert("L" if channels == 1 else "RGB")
         image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.BILINEAR)
@@ -218,14 +286,45 @@ def decode_image(path: str | os.PathLike[str], image_size: int, channels: int) -
     return np.ascontiguousarray(array.transpose(2, 0, 1))  # (H, W, C) -> (C, H, W)
 
 
+def decode_image(
+    path: str | os.PathLike[str], image_size: int, channels: int, bit_depth: int | None = None
+) -> np.ndarray:
+    """Decode one file into a uint8 ``(channels, image_size, image_size)`` array.
+
+    ``bit_depth`` maps integer grayscale images of more than 8 bits (module docstring);
+    ``None`` takes this image's own (:func:`bit_depth_of` its largest value).
+
+    Raises:
+        OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError:
+            the file is empty, truncated, corrupt or not an image, or its values do not
+            fit ``bit_depth`` or the ranges of the module docstring.
+    """
+    decoded = _decode(path, image_size, channels)
+    if isinstance(decoded, np.ndarray):
+        return decoded
+    depth = bit_depth_of(decoded.max_value) if bit_depth is None else bit_depth
+    if decoded.max_value >= 2**depth:
+        raise ValueError(_over_bit_depth(decoded.max_value, depth))
+    return np.broadcast_to(
+        to_uint8(decoded.values, depth), (channels, image_size, image_size)
+    ).copy()
+
+
+def _over_bit_depth(max_value: int, bit_depth: int) -> str:
+    return (
+        f"pixel values reach {max_value}, above data.bit_depth {bit_depth} "
+        f"(0..{2**bit_depth - 1}); raise data.bit_depth or set it to auto"
+    )
+
+
 def _decode_or_reason(
     path: str, image_size: int, channels: int
-) -> tuple[np.ndarray | None, str | None]:
-    """Worker: the array, or ``None`` and why the file was skipped."""
+) -> tuple[np.ndarray | HighBitImage | None, str | None]:
+    """Worker: the array (or :class:`HighBitImage`), or ``None`` and why the file was skipped."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Truncated File Read", reported below instead
-            return decode_image(path, image_size, channels), None
+            return _decode(path, image_size, channels), None
     except Image.DecompressionBombError as exc:
         return None, f"too large: {exc}"
     except (OSError, ValueError, SyntaxError, EOFError, Image.UnidentifiedImageError) as exc:
@@ -247,9 +346,7 @@ def default_workers() -> int:
     return max(1, min(cpus, 8))
 
 
-def _decode_chunk(
-    paths: Sequence[str], image_size: int, channels: int
-) -> list[tuple[np.ndarray | None, str | None]]:
+def _decode_chunk(paths: Sequence[str], image_size: int, channels: int) -> list[_Result]:
     """Worker: :func:`_decode_or_reason` of each path (one round trip for many files)."""
     return [_decode_or_reason(path, image_size, channels) for path in paths]
 
@@ -260,12 +357,12 @@ class _Chunk:
 
     paths: list[str]
     future: Future
-    results: list[tuple[np.ndarray | None, str | None]] | None = None
+    results: list[_Result] | None = None
 
 
 def iter_decoded(
     root: Path, relpaths: Sequence[str], image_size: int, channels: int, workers: int | None = None
-) -> Iterator[tuple[np.ndarray | None, str | None]]:
+) -> Iterator[_Result]:
     """Decode files with ``workers`` decoders, yielding ``(array, None)`` or ``(None, reason)``
     per file, in input order, as soon as each is ready.
 
@@ -275,7 +372,8 @@ def iter_decoded(
     chunk in order is not back, this process decodes the nearest chunk no worker has
     taken. At most ``4 * workers`` chunks are out or waiting to be consumed, so memory
     does not grow with the number of files. Arrays are uint8
-    ``(channels, image_size, image_size)`` (see :func:`decode_image`).
+    ``(channels, image_size, image_size)`` (see :func:`decode_image`), or a
+    :class:`HighBitImage` for an integer grayscale file of more than 8 bits.
     """
     workers = workers or default_workers()
     with tqdm(total=len(relpaths), desc="decoding", unit="img", disable=None) as progress:
@@ -328,7 +426,7 @@ def iter_decoded(
 
 def decode_all(
     root: Path, relpaths: Sequence[str], image_size: int, channels: int, workers: int | None = None
-) -> list[tuple[np.ndarray | None, str | None]]:
+) -> list[_Result]:
     """:func:`iter_decoded` as a list (for small folders and tests; :func:`ingest` streams)."""
     return list(iter_decoded(root, relpaths, image_size, channels, workers))
 
@@ -360,12 +458,15 @@ def ingest(
     workers: int | None = None,
     memmap_above: int = MEMMAP_ABOVE,
     scratch_dir: str | os.PathLike[str] | None = None,
+    bit_depth: int | str = "auto",
 ) -> Dataset:
     """Scan, decode and split a class-folder tree. ``root`` is only read, never written.
 
     Decoded images are written straight into one preallocated array as they arrive
     (see :func:`allocate_images` for ``memmap_above`` and ``scratch_dir``); no list
-    of images is ever built.
+    of images is ever built. ``bit_depth`` (``data.bit_depth``) maps integer grayscale
+    images of more than 8 bits; with ``"auto"`` their resized uint16 pixels (2 bytes a
+    pixel of the output) wait until the last file is read, to take the dataset's bit depth.
 
     Exact duplicates (identical decoded pixels) are grouped and each group lands in
     one split (see :func:`initbench.data.stratified_split`), so no val or test image
@@ -382,14 +483,30 @@ def ingest(
     kept_paths: list[str] = []
     kept_labels: list[int] = []
     skipped: list[dict[str, str]] = []
+    waiting: dict[int, np.ndarray] = {}  # row -> uint16 pixels, for the dataset's bit depth
+    high_bit_images, high_bit_max = 0, 0
     decoded = iter_decoded(scan.root, relpaths, image_size, channels, workers)
     for (rel, label), (array, reason) in zip(scan.files, decoded, strict=True):
+        if isinstance(array, HighBitImage):
+            if bit_depth != "auto" and array.max_value >= 2**bit_depth:
+                array, reason = None, _over_bit_depth(array.max_value, bit_depth)
+            else:
+                high_bit_images += 1
+                high_bit_max = max(high_bit_max, array.max_value)
+                if bit_depth == "auto":
+                    waiting[len(kept_paths)] = array.values
+                    array = 0  # this row is written once every file is read
+                else:
+                    array = to_uint8(array.values, bit_depth)
         if array is None:
             skipped.append({"path": rel, "reason": str(reason)})
         else:
             images[len(kept_paths)] = array
             kept_paths.append(rel)
             kept_labels.append(label)
+    depth = bit_depth_of(high_bit_max) if bit_depth == "auto" else bit_depth
+    for row, values in waiting.items():
+        images[row] = to_uint8(values, depth)
     images = images[: len(kept_paths)]  # a view: skipped files leave unused rows at the end
     labels = np.array(kept_labels, dtype=np.int64)
     counts = np.bincount(labels, minlength=len(scan.classes))
@@ -424,7 +541,14 @@ def ingest(
         groups=groups,
         skipped=skipped,
         ignored=scan.ignored,
+        high_bit=_high_bit_report(high_bit_images, depth, high_bit_max, bit_depth),
     )
+
+
+def _high_bit_report(images: int, depth: int, max_value: int, param: int | str) -> dict:
+    if not images:
+        return {}
+    return {"images": images, "bit_depth": depth, "max_value": max_value, "bit_depth_param": param}
 
 
 def summary(dataset: Dataset) -> dict:
@@ -434,7 +558,9 @@ def summary(dataset: Dataset) -> dict:
         ``{"images", "classes", "split": {split: n}, "per_class": [{"class", split: n}],
         "skipped": {"count", "files": [{"path", "reason"}]}, "ignored": {kind: n},
         "ignored_files": {kind: [path]}, "duplicates": {"groups", "images",
-        "cross_class_groups"}}``, where ``duplicates`` counts groups of more than one
+        "cross_class_groups"}}`` and, when the folder held integer images of more than 8
+        bits, ``"high_bit_depth": {"images", "bit_depth", "max_value", "bit_depth_param"}``;
+        where ``duplicates`` counts groups of more than one
         identical image, the images beyond the first of each group, and the groups
         whose images sit in more than one class folder.
     """
@@ -455,4 +581,4 @@ def summary(dataset: Dataset) -> dict:
         "ignored": {kind: len(paths) for kind, paths in dataset.ignored.items()},
         "ignored_files": dataset.ignored,
         "duplicates": duplicate_counts(dataset.groups, dataset.labels),
-    }
+    } | ({"high_bit_depth": dataset.high_bit} if dataset.high_bit else {})

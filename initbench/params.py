@@ -25,6 +25,8 @@ INIT_STRATEGIES: tuple[str, ...] = ("random", "autoencoder", "simclr", "kmeans")
 #: conv1's kernel size in initbench.model; k-means patches must match it.
 CONV1_KERNEL = 3
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: Bits of data a 16-bit (or 32-bit integer) grayscale image may hold: ``data.bit_depth``.
+BIT_DEPTHS: tuple[int, ...] = (8, 10, 12, 14, 16)
 
 
 class Yaml12Loader(yaml.SafeLoader):
@@ -104,9 +106,20 @@ class DataParams:
     val_fraction: float
     test_fraction: float
     split_seed: int
+    #: ``"auto"`` or one of :data:`BIT_DEPTHS`: how many bits of a 16-bit image hold data
+    bit_depth: object
 
     def __post_init__(self) -> None:
         _check_min("data.split_seed", self.split_seed, 0)
+        if self.bit_depth != "auto" and (
+            type(self.bit_depth) is not int or self.bit_depth not in BIT_DEPTHS
+        ):
+            _fail(
+                "data.bit_depth",
+                "must be auto or one of: "
+                + ", ".join(map(str, BIT_DEPTHS))
+                + f" (the bits of data in 16-bit images), got {self.bit_depth!r}",
+            )
         if self.channels not in (1, 3):
             _fail("data.channels", f"must be 1 (grayscale) or 3 (RGB), got {self.channels}")
         _check_min("data.image_size", self.image_size, 1)
@@ -348,6 +361,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
         return [_convert(key, item, item_hint) for item in value]
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key)
+    if hint is object:  # any YAML value; the dataclass's own check names what is allowed
+        return value
     if hint is bool:
         if not isinstance(value, bool):
             _fail(key, f"must be true or false, got {value!r}")

@@ -28,6 +28,7 @@ def main() -> None:
         p.test_fraction,
         p.split_seed,
         scratch_dir=scratch,
+        bit_depth=p.bit_depth,
     )
     save_dataset(args.out, dataset)
     report = summary(dataset)
@@ -40,6 +41,16 @@ def main() -> None:
             f"ingest: found {dup['groups']} group(s) of identical images ({dup['images']} "
             f"copies beyond the first, {dup['cross_class_groups']} group(s) across class "
             "folders); each group kept in one split",
+            file=sys.stderr,
+        )
+    high = report.get("high_bit_depth")
+    if high:
+        how = "data.bit_depth" if high["bit_depth_param"] != "auto" else "the largest value"
+        print(
+            f"ingest: {high['images']} image(s) of 16-bit (or 32-bit integer) grayscale, values "
+            f"up to {high['max_value']}: mapped as {high['bit_depth']}-bit data "
+            f"(0..{2 ** high['bit_depth'] - 1} -> 0..255, from {how}; data.bit_depth: "
+            f"{high['bit_depth_param']})",
             file=sys.stderr,
         )
     ignored = ", ".join(f"{n} {kind}" for kind, n in report["ignored"].items() if n)

@@ -194,6 +194,90 @@ def test_sixteen_bit_full_range_maps_to_full_8bit_range(tmp_path):
     assert array[:, -1].tolist() == [255] * 16
 
 
+# --------------------------------------------------------------------------- bit depths
+# Field case (cases/twelve_bit_tiffs.py): 16-bit TIFFs holding 12-bit data, as many
+# scientific cameras write them, decoded to 0..16 (17 grey levels) when divided by 257.
+
+
+def _tiff16(path: Path, values: np.ndarray) -> Path:
+    path = _save(path, Image.fromarray(values.astype(np.uint16)))
+    with Image.open(path) as check:
+        assert check.mode == "I;16", check.mode
+    return path
+
+
+def _ramp(top: int, size: int = 64) -> np.ndarray:
+    return np.rint(np.tile(np.linspace(0, 1, size), (size, 1)) * top)
+
+
+def test_twelve_bit_data_in_sixteen_bit_files_fills_the_eight_bit_range(tmp_path):
+    array = ingest.decode_image(_tiff16(tmp_path / "r.tif", _ramp(4095, 256)), 256, 1)[0]
+    assert (array.min(), array.max()) == (0, 255)
+    assert len(np.unique(array)) == 256  # dividing by 257 gives 17
+
+
+@pytest.mark.parametrize(("top", "depth"), [(255, 8), (1023, 10), (4095, 12), (16383, 14),
+                                            (16384, 16), (65535, 16)])  # fmt: skip
+def test_bit_depth_of_is_the_smallest_standard_depth_holding_the_value(top, depth):
+    assert ingest.bit_depth_of(top) == depth
+    with pytest.raises(ValueError, match="65536"):
+        ingest.bit_depth_of(65536)
+
+
+def test_a_folder_takes_one_bit_depth_so_a_dim_frame_stays_dim(tmp_path):
+    """Per-file scaling would stretch a dim 12-bit frame (max 1000) to 255."""
+    rng = np.random.default_rng(0)
+    for cls, top in (("bright", 4095), ("dim", 1000)):
+        for i in range(4):
+            noise = rng.integers(0, 40, (64, 64))
+            _tiff16(tmp_path / cls / f"{i}.tif", np.minimum(_ramp(top) + noise * (i + 1), top))
+    ds = _ingest(tmp_path, image_size=16)
+    assert ds.high_bit == {"images": 8, "bit_depth": 12, "max_value": 4095,
+                           "bit_depth_param": "auto"}  # fmt: skip
+    dim = ds.images[ds.labels == ds.classes.index("dim")]
+    assert 55 <= dim.max() <= 65  # 1000 * 255 / 4095 = 62, not 255
+    assert ingest.summary(ds)["high_bit_depth"]["bit_depth"] == 12
+
+
+def test_a_given_bit_depth_maps_every_file_and_skips_one_above_it(tmp_path):
+    rng = np.random.default_rng(1)
+    for cls in ("a", "b"):
+        for i in range(4):
+            _tiff16(tmp_path / cls / f"{i}.tif", rng.integers(0, 1024, (20, 20)))
+    _tiff16(tmp_path / "a" / "hot.tif", np.full((20, 20), 5000))
+    ds = _ingest(tmp_path, image_size=8, bit_depth=12)
+    assert ds.high_bit["bit_depth"] == 12 and ds.high_bit["images"] == 8
+    assert ds.images.max() <= round(1023 * 255 / 4095)
+    assert [(s["path"], "data.bit_depth 12" in s["reason"]) for s in ds.skipped] == [
+        ("a/hot.tif", True)
+    ]
+    with pytest.raises(ValueError, match=r"above data\.bit_depth 10"):
+        ingest.decode_image(tmp_path / "a" / "hot.tif", 8, 1, bit_depth=10)
+
+
+def test_eight_bit_folders_report_no_high_bit_depth(tmp_path):
+    _make_class(tmp_path, "a", 4)
+    _make_class(tmp_path, "b", 4, start_seed=10)
+    ds = _ingest(tmp_path)
+    assert ds.high_bit == {} and "high_bit_depth" not in ingest.summary(ds)
+
+
+@pytest.mark.parametrize(("values", "expected"), [(0.5, 128), (1.0, 255), (200.0, 200),
+                                                  (32896.0, 128)])  # fmt: skip
+def test_float_images_map_by_their_range(tmp_path, values, expected):
+    path = _save(tmp_path / "f.tif", Image.fromarray(np.full((8, 8), values, np.float32)))
+    assert ingest.decode_image(path, 8, 1).max() == expected
+
+
+def test_float_or_integer_values_outside_sixteen_bits_skip_the_file_with_the_range(tmp_path):
+    path = _save(tmp_path / "f.tif", Image.fromarray(np.full((8, 8), -3, np.float32)))
+    with pytest.raises(ValueError, match=r"float pixels span -3\.\.-3"):
+        ingest.decode_image(path, 8, 1)
+    path = _save(tmp_path / "i.tif", Image.fromarray(np.full((8, 8), 70000, np.int32)))
+    with pytest.raises(ValueError, match=r"integer pixels span 70000\.\.70000"):
+        ingest.decode_image(path, 8, 1)
+
+
 def _half_transparent(mode: str) -> Image.Image:
     """Left half fully transparent (black underneath), right half opaque black."""
     if mode == "RGBA":
@@ -831,7 +915,8 @@ def _run_stage(monkeypatch, root: Path, out: Path, **data_params) -> dict[str, s
     """Run ``stages.ingest.main`` with these ``data`` params; return manifest path -> split."""
     monkeypatch.syspath_prepend(str(REPO))
     stage = importlib.import_module("stages.ingest")
-    params = {"image_size": 8, "channels": 1, "val_fraction": VAL, "test_fraction": TEST}
+    params = {"image_size": 8, "channels": 1, "val_fraction": VAL, "test_fraction": TEST,
+              "bit_depth": "auto"}  # fmt: skip
     params.update(data_params)
     seed = params.pop("seed", 0)
     fake = SimpleNamespace(seed=seed, data=SimpleNamespace(**params))

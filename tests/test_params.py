@@ -694,3 +694,20 @@ def test_params_written_by_dvc_exp_run_set_param_load(tmp_path, raw):
     expected = _with(expected, "finetune.freeze_encoder", True)
     expected = _with(_with(expected, "compare.seeds", [0, 1, 2, 10]), "seed", 10)
     assert P.load_params(path) == P.parse_params(expected)
+
+
+# --------------------------------------------------------------------------- data.bit_depth
+
+
+@pytest.mark.parametrize("value", ["auto", 8, 10, 12, 14, 16])
+def test_bit_depth_takes_auto_or_a_standard_depth(raw, value):
+    assert P.parse_params(_with(raw, "data.bit_depth", value)).data.bit_depth == value
+
+
+@pytest.mark.parametrize("value", [11, 0, 32, "twelve", True, 12.0, None])
+def test_bit_depth_names_the_key_and_the_choices(raw, value):
+    message = _error(_with(raw, "data.bit_depth", value))
+    assert message.startswith(
+        "params.yaml: data.bit_depth must be auto or one of: 8, 10, 12, 14, 16"
+    )
+    assert repr(value) in message
