@@ -3,6 +3,8 @@ line with the stage's wall time."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +25,47 @@ def run(main: Callable[[], None], *, wall_time: bool = True) -> None:
             print(f"{name}: done in {time.perf_counter() - STARTED:.1f} s")
     except InitbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        for line in restore_hints():
+            print(line, file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+#: What a failed stage can point at, when the file differs from the last commit.
+_HINTS = {
+    "params.yaml": (
+        "hint: params.yaml differs from the last commit (dvc exp run -S leaves its values "
+        "there). `git checkout params.yaml && dvc repro` gets the committed results back; "
+        "DVC restores each stage from its run cache in seconds"
+    ),
+    "data.dvc": (
+        "hint: data.dvc differs from the last commit (dvc repro records a changed data/ "
+        "there). `git checkout data.dvc && dvc checkout data.dvc && dvc repro` gets the "
+        "committed data and results back"
+    ),
+}
+
+
+def restore_hints() -> list[str]:
+    """Lines for a failed stage run by DVC (``DVC_STAGE`` set): when ``params.yaml`` or
+    ``data.dvc`` differ from Git's last commit, how to get the committed results back. DVC
+    has deleted the stage's outputs by then and leaves the changed file as it is. Empty
+    outside DVC, outside a Git work tree, or when neither file changed."""
+    if not os.environ.get("DVC_STAGE"):
+        return []
+    try:
+        changed = subprocess.run(
+            ["git", "diff", "--name-only", "HEAD", "--", *_HINTS],
+            cwd=os.environ.get("DVC_ROOT") or None,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if changed.returncode != 0:
+        return []
+    names = {Path(line).name for line in changed.stdout.splitlines()}
+    return [hint for name, hint in _HINTS.items() if name in names]

@@ -154,8 +154,8 @@ class PreparedPatches:
 
     kept: np.ndarray  # float32 (K, D): raw patches that are not flat, in the conv's input space
     whitened: np.ndarray  # float32 (K, D): contrast-normalized, then ZCA-whitened
-    zca_mean: np.ndarray  # float64 (D,): zeros without whitening
-    zca_matrix: np.ndarray  # float64 (D, D): identity without whitening
+    zca_mean: np.ndarray  # float32 (D,): zeros without whitening
+    zca_matrix: np.ndarray  # float32 (D, D): identity without whitening
     sampled: int  # M, patches before dropping flat ones
     dropped_flat: int  # M - K
 
@@ -183,6 +183,10 @@ def prepare_patches(
         mean, matrix = fit_zca(normalized, epsilon)
     else:
         mean, matrix = np.zeros(dim), np.eye(dim)
+    # Rounded to float32 before use: the last float64 bits of a covariance and its eigh depend
+    # on the BLAS kernels a CPU is given (OpenBLAS dispatches by CPU model); float32 ones do
+    # not, so the patches stage writes the same bytes on any x86-64 machine (README).
+    mean, matrix = mean.astype(np.float32), matrix.astype(np.float32)
     return PreparedPatches(
         kept=kept,
         whitened=apply_zca(normalized, mean, matrix),

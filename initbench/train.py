@@ -77,6 +77,31 @@ def resolve_device(name: str, threads: int = 0) -> torch.device:
     return device
 
 
+#: Environment variables that change which kernels run, and so the last bits of results.
+RUN_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+           "MKL_CBWR", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "CUBLAS_WORKSPACE_CONFIG")  # fmt: skip
+
+
+def run_info(device: torch.device) -> list[dict[str, object]]:
+    """What a training run's bits depend on beyond its inputs: versions, the CPU kernels
+    ATen dispatched to, threads, processes and the variables in :data:`RUN_ENV` that are set.
+
+    Stages write it into their metrics as a one-element list, which ``dvc metrics show``
+    and ``dvc metrics diff`` leave out of their tables, so a result that differs between
+    two machines can be explained from the committed files (``git diff metrics/``).
+    """
+    info = {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "processes": distributed.world_size(),
+    }
+    env = {name: os.environ[name] for name in RUN_ENV if name in os.environ}
+    return [info | ({"env": env} if env else {})]
+
+
 class Normalize(nn.Module):
     """uint8 ``(B, C, H, W)`` -> float, scaled to 0..1 then standardized per channel."""
 

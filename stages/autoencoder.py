@@ -13,7 +13,7 @@ from initbench.distributed import is_local_main, join_process_group, relaunch_un
 from initbench.files import write_json, write_png, write_torch
 from initbench.images import tile
 from initbench.params import load_params
-from initbench.train import Normalize, resolve_device, set_seed
+from initbench.train import Normalize, resolve_device, run_info, set_seed
 from initbench.transfer import make_checkpoint, seeded_encoder
 
 SHOWN = 16  # val images in the reconstruction picture
@@ -48,7 +48,8 @@ def main() -> None:
     )
     write_json(args.metrics, {"train_loss": round(result.train_loss, 6),
                               "val_loss": round(result.val_loss, 6),
-                              "mean_image_val_loss": round(baseline, 6)})  # fmt: skip
+                              "mean_image_val_loss": round(baseline, 6),
+                              "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     model.eval()
     with torch.no_grad():

@@ -9,7 +9,7 @@ from initbench.distributed import is_local_main, join_process_group, relaunch_un
 from initbench.files import write_json, write_torch
 from initbench.params import load_params
 from initbench.protocols import finetune
-from initbench.train import resolve_device
+from initbench.train import resolve_device, run_info
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     metrics = {"init": params.init, "seed": params.seed, "accuracy": round(test.accuracy, 6),
                "macro_f1": round(test.macro_f1, 6), "test_loss": round(test.loss, 6),
                "final_val_accuracy": last["val_accuracy"], "steps": result.steps,
-               "train_images": result.train_images}  # fmt: skip
+               "train_images": result.train_images, "run_info": run_info(device)}  # fmt: skip
     state = {k: v.cpu() for k, v in result.model.state_dict().items()}
     write_torch(args.model, {"state_dict": state, "classes": data.classes, "init": params.init})
     write_json(args.metrics, metrics)

@@ -10,7 +10,7 @@ from initbench.files import write_json, write_torch
 from initbench.model import feature_side
 from initbench.params import load_params
 from initbench.simclr import ProjectionHead, SimCLR, train_simclr
-from initbench.train import Normalize, resolve_device, set_seed
+from initbench.train import Normalize, resolve_device, run_info, set_seed
 from initbench.transfer import make_checkpoint, seeded_encoder
 
 PROJECTION_HIDDEN = 512
@@ -47,7 +47,8 @@ def main() -> None:
         return  # each machine's first process writes the outputs
     write_torch(args.out, make_checkpoint("simclr", model.encoder, data.encoder_meta(m.channels)))
     write_json(args.metrics, {"loss": result.loss, "knn_accuracy": result.knn_accuracy,
-                              "random_init_knn_accuracy": result.random_init_knn_accuracy})  # fmt: skip
+                              "random_init_knn_accuracy": result.random_init_knn_accuracy,
+                              "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     print(f"simclr: kNN val accuracy {result.knn_accuracy:.4f} (initial encoder "
           f"{result.random_init_knn_accuracy:.4f}); {result.pairs_per_s:,.0f} image pairs/s")  # fmt: skip

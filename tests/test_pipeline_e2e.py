@@ -152,9 +152,10 @@ def test_repro_writes_metrics_and_plots(project):
     assert {row["actual"] for row in confusion} == set(CLASSES)
     for seed in (0, 1):  # pretraining runs once per seed of the comparison
         autoencoder = json.loads((project / f"metrics/autoencoder/seed{seed}.json").read_text())
-        assert set(autoencoder) == {"train_loss", "val_loss", "mean_image_val_loss"}
+        assert set(autoencoder) == {"train_loss", "val_loss", "mean_image_val_loss", "run_info"}
+        assert autoencoder["run_info"][0]["threads"] >= 1  # what the bits depended on
         simclr = json.loads((project / f"metrics/simclr/seed{seed}.json").read_text())
-        assert set(simclr) == {"loss", "knn_accuracy", "random_init_knn_accuracy"}
+        assert set(simclr) == {"loss", "knn_accuracy", "random_init_knn_accuracy", "run_info"}
         kmeans = json.loads((project / f"metrics/kmeans/seed{seed}.json").read_text())
         assert kmeans["iterations"] >= 1
         # max_images exceeds the dataset: every train image gives patches, no val or test one
@@ -199,6 +200,13 @@ def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
         # random's own cells did not move (its diff_vs_random-free keys): only kmeans' did
         assert not any(key.startswith(("finetune.labels_50%.random.",
                                        "linear_probe.labels_50%.random.")) for key in changed)  # fmt: skip
+        # Going back to the committed value restores those stages from DVC's run cache.
+        run(project, "git", "checkout", "params.yaml")
+        back = run(project, "dvc", "repro")
+        for stage in ("patches@0", "kmeans@1", "compare_finetune@kmeans-1-0.5",
+                      "compare_linear_probe@kmeans-0"):  # fmt: skip
+            assert f"Stage '{stage}' is cached - skipping run" in back.stdout, stage
+        assert run(project, "git", "status", "--porcelain").stdout == ""
     finally:
         reset(project)
 
@@ -225,12 +233,19 @@ def test_status_is_clean_and_second_repro_skips_every_stage(project):
     assert "up to date" in run(project, "dvc", "status").stdout
 
 
-def test_forced_repro_gives_identical_lock_and_outputs(project):
+#: One stage of each kind, for the tests that need each kind to run but not every variant.
+EACH_KIND = ("ingest", "init_random@0", "patches@0", "kmeans@0", "autoencoder@0", "simclr@0",
+             "finetune", "compare_finetune@kmeans-1-0.5", "compare_linear_probe@random-0",
+             "compare")  # fmt: skip
+
+
+def test_forced_repro_of_each_kind_of_stage_gives_identical_lock_and_outputs(project):
     lock = (project / "dvc.lock").read_text()
-    metrics = (project / "metrics" / "finetune.json").read_bytes()
-    run(project, "dvc", "repro", "-f")
+    metrics = {path: path.read_bytes() for path in (project / "metrics").rglob("*.json")}
+    ran = stages_run(run(project, "dvc", "repro", "-f", "-s", *EACH_KIND))
+    assert ran == set(EACH_KIND), ran
     assert (project / "dvc.lock").read_text() == lock
-    assert (project / "metrics" / "finetune.json").read_bytes() == metrics
+    assert {path: path.read_bytes() for path in metrics} == metrics
 
 
 def test_data_folder_is_not_modified(project):
@@ -253,6 +268,7 @@ def test_bad_params_fail_in_our_words_before_the_first_stage_works(project):
         "error: params.yaml: init must be one of: random, autoencoder, simclr, kmeans"
         " (got 'randm')" in output
     )
+    assert "`git checkout params.yaml && dvc repro` gets the committed results back" in output
     assert "Traceback" not in output
 
 
@@ -302,12 +318,13 @@ def test_simclr_temperature_reruns_finetune_only_when_init_is_simclr(project):
         reset(project)
 
 
-def test_going_back_to_earlier_params_restores_every_stage_from_the_run_cache(project):
-    """Plot data is committed (cache: false) yet no stage loses DVC's run cache to it."""
+def test_every_stage_comes_back_from_the_run_cache_without_its_lock_or_outputs(project):
+    """Plot data is committed (cache: false) yet no stage loses DVC's run cache to it: with
+    dvc.lock and every output gone, `dvc repro` restores each stage without running it."""
     try:
-        _set_params(project, data__split_seed=5)
-        assert "Stage 'autoencoder@0' is cached" not in run(project, "dvc", "repro").stdout
-        _set_params(project, data__split_seed=0)
+        (project / "dvc.lock").unlink()
+        for folder in ("artifacts", "metrics"):
+            shutil.rmtree(project / folder)
         result = run(project, "dvc", "repro")
         assert stages_run(result) <= {"compare"}, result.stdout  # its report is an uncached out
         for stage in ("ingest", "init_random@0", "patches@1", "kmeans@0", "autoencoder@1",
@@ -320,7 +337,7 @@ def test_going_back_to_earlier_params_restores_every_stage_from_the_run_cache(pr
         reset(project)
 
 
-def test_an_experiment_comes_back_from_another_machine_with_exp_push_and_pull(project, tmp_path):
+def test_results_and_experiments_come_to_another_machine_with_push_and_pull(project, tmp_path):
     """The comparison fanned out over machines: an experiment run on one machine travels
     through a shared Git remote and DVC remote (local folders here) to another clone, whose
     `dvc exp show` lists it and whose workspace gets its results and model."""
@@ -330,6 +347,7 @@ def test_an_experiment_comes_back_from_another_machine_with_exp_push_and_pull(pr
         run(project, "git", "remote", "add", "origin", str(git_remote))
         run(project, "dvc", "remote", "add", "--local", "-d", "store", str(store))
         run(project, "git", "push", "-q", "origin", "HEAD:refs/heads/main")
+        run(project, "dvc", "push", "-q")  # the author's results, for teammates to pull
         run(project, "dvc", "exp", "run", "-n", "kmeans-run", "-S", "init=kmeans")
         accuracy = json.loads((project / "metrics" / "finetune.json").read_text())["accuracy"]
         run(project, "dvc", "exp", "push", "origin", "kmeans-run")  # Git refs and DVC cache
@@ -337,6 +355,12 @@ def test_an_experiment_comes_back_from_another_machine_with_exp_push_and_pull(pr
         other = tmp_path / "other-machine"
         run(tmp_path, "git", "clone", "-q", str(git_remote), str(other))
         run(other, "dvc", "remote", "add", "--local", "-d", "store", str(store))
+        # A teammate on another machine gets the author's results without retraining: the
+        # bits of trained weights depend on the CPU and thread count (README).
+        run(other, "dvc", "pull", "-q")
+        assert "up to date" in run(other, "dvc", "status").stdout
+        assert stages_run(run(other, "dvc", "repro")) == set()
+        assert run(other, "git", "status", "--porcelain").stdout == ""
         run(other, "dvc", "exp", "pull", "origin", "kmeans-run")
         assert "kmeans-run" in run(other, "dvc", "exp", "show", "--csv").stdout
         run(other, "dvc", "exp", "apply", "kmeans-run")

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from initbench import train
 from initbench.data import Split, label_subset
 from initbench.model import build_classifier
 from initbench.train import (
@@ -285,3 +286,15 @@ def test_resolve_device_sets_the_thread_count_only_when_asked():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_run_info_names_what_the_bits_depend_on(monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    (info,) = train.run_info(torch.device("cpu"))
+    assert info["torch"] == torch.__version__ and info["threads"] == torch.get_num_threads()
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["processes"] == 1 and info["device"] == "cpu"
+    assert info["env"] == {"ATEN_CPU_CAPABILITY": "default"}
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert "env" not in train.run_info(torch.device("cpu"))[0]
