@@ -207,18 +207,22 @@ class Dataset:
         return self.images[mask], self.labels[mask]
 
 
-def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 ``(N, C, H, W)`` images, on the 0..1 scale.
+def channel_stats(
+    images: np.ndarray, chunk: int = 1024, rows: np.ndarray | None = None
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 ``(N, C, H, W)`` images (of ``images[rows]`` when
+    given), on the 0..1 scale.
 
     Exact integer sums, ``chunk`` images at a time, so memory stays small for large datasets.
     """
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
     total = np.zeros(images.shape[1], dtype=np.int64)
     total_sq = np.zeros(images.shape[1], dtype=np.int64)
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk].astype(np.int64)
+    for start in range(0, len(rows), chunk):
+        block = images[rows[start : start + chunk]].astype(np.int64)
         total += block.sum(axis=(0, 2, 3))
         total_sq += (block * block).sum(axis=(0, 2, 3))
-    pixels = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
+    pixels = max(len(rows) * images.shape[2] * images.shape[3], 1)
     mean = total / pixels
     std = np.sqrt(np.maximum(total_sq / pixels - mean**2, 0.0))
     std = np.where(std > 0, std, 255.0)
@@ -231,12 +235,11 @@ def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], l
 def save_dataset(out_dir: str | os.PathLike[str], dataset: Dataset) -> dict:
     """Write ``dataset`` in the layout above; return the meta dict."""
     out_dir = Path(out_dir)
-    for name in SPLITS:
-        images, labels = dataset.subset(name)
-        write_npy(out_dir / f"{name}_images.npy", images)
-        write_npy(out_dir / f"{name}_labels.npy", labels)
-    train_images, _ = dataset.subset("train")
-    mean, std = channel_stats(train_images)
+    for i, name in enumerate(SPLITS):
+        rows = np.flatnonzero(dataset.split == i)  # streamed: no copy of a split is made
+        write_npy(out_dir / f"{name}_images.npy", dataset.images, rows)
+        write_npy(out_dir / f"{name}_labels.npy", dataset.labels, rows)
+    mean, std = channel_stats(dataset.images, rows=np.flatnonzero(dataset.split == 0))
     meta = {
         "image_size": int(dataset.images.shape[-1]),
         "channels": int(dataset.images.shape[1]),

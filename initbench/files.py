@@ -5,12 +5,14 @@ A stage that is killed half-way never leaves a half-written output behind.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -21,19 +23,27 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, creating parent folders."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` (parent folders created) only when the block
+    ends without an exception; until then it is a hidden temporary file beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, creating parent folders."""
+    with atomic_writer(path) as f:
+        f.write(data)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -45,10 +55,35 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
-def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    write_bytes(path, buf.getvalue())
+def write_npy(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    rows: Sequence[int] | np.ndarray | None = None,
+    chunk: int = 4096,
+) -> None:
+    """Write ``array[rows]`` (all of ``array`` by default) as ``.npy``, atomically, with the
+    bytes of ``np.save``: the format's header, then ``chunk`` rows at a time, so no copy of
+    the selection is ever held whole (``array`` may be memory-mapped).
+
+    Raises:
+        ValueError: ``array`` holds Python objects, which ``.npy`` can only pickle.
+    """
+    if array.dtype.hasobject:
+        raise ValueError(f"{path}: cannot write an array of Python objects without pickle")
+    if rows is None:
+        rows = np.arange(len(array)) if array.ndim else None
+    else:
+        rows = np.asarray(rows, dtype=np.int64)
+    shape = array.shape if rows is None else (len(rows), *array.shape[1:])
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+              "shape": shape}  # fmt: skip
+    with atomic_writer(path) as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        if rows is None:  # a 0-d array
+            f.write(np.ascontiguousarray(array).tobytes())
+            return
+        for start in range(0, len(rows), chunk):
+            f.write(np.ascontiguousarray(array[rows[start : start + chunk]]).tobytes())
 
 
 def write_torch(path: str | os.PathLike[str], obj: Any) -> None:

@@ -44,8 +44,9 @@ of chunks ahead, and are copied into one preallocated ``(N, C, S, S)`` uint8 arr
 as they arrive, so the peak is that array, a constant per process and a few
 hundred bytes per file for the paths. Above ``memmap_above`` bytes the array is
 memory-mapped onto an unlinked temporary file, so the kernel can page it out.
-(Writing it out, :func:`initbench.data.save_dataset` today copies each split once
-more.)
+:func:`initbench.data.save_dataset` streams each split from it to its ``.npy`` file
+a few thousand rows at a time, without copying a split. Integer images of more than
+8 bits add 2 bytes a pixel while the dataset's bit depth is found (below).
 
 A file that cannot be decoded (empty, truncated, corrupt, not an image) is
 skipped and reported with its reason. Hidden files and files with other

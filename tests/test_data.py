@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from initbench import data
+from initbench import data, files
 from initbench.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -274,3 +274,52 @@ def test_save_then_load_round_trips(tmp_path):
 def test_load_of_a_missing_dataset_names_the_file(tmp_path):
     with pytest.raises(DataError, match=r"classes\.json: missing; run the ingest stage"):
         data.load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(2 * 3 * 4 * 5, dtype=np.uint8).reshape(2, 3, 4, 5),
+        np.arange(7, dtype=np.int64),
+        np.zeros((0, 1, 4, 4), dtype=np.uint8),
+        np.float32(2.5) * np.ones((3, 9), dtype=np.float32),
+        np.array(3.0),
+    ],
+)
+def test_write_npy_writes_the_bytes_of_np_save(tmp_path, array):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    files.write_npy(tmp_path / "a.npy", array, chunk=1)
+    assert (tmp_path / "a.npy").read_bytes() == buf.getvalue()
+
+
+def test_write_npy_streams_the_selected_rows_in_chunks(tmp_path):
+    """The rows of one split go out a chunk at a time, never as one copy of the split."""
+
+    fetched: list[int] = []
+
+    class Rows(np.ndarray):
+        def __getitem__(self, index):
+            if isinstance(index, np.ndarray):
+                fetched.append(len(index))
+            return np.asarray(self).__getitem__(index)
+
+    images = np.arange(10 * 2 * 3, dtype=np.uint8).reshape(10, 2, 3).view(Rows)
+    rows = np.array([1, 4, 5, 8, 9])
+    files.write_npy(tmp_path / "s.npy", images, rows, chunk=2)
+    assert fetched == [2, 2, 1]
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.asarray(images)[rows])
+
+
+def test_write_npy_refuses_python_objects_and_leaves_no_file(tmp_path):
+    with pytest.raises(ValueError, match="without pickle"):
+        files.write_npy(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_channel_stats_of_rows_equal_those_of_the_selection():
+    images = np.random.default_rng(4).integers(0, 256, (12, 3, 4, 4), dtype=np.uint8)
+    rows = np.array([0, 3, 4, 10])
+    assert data.channel_stats(images, chunk=3, rows=rows) == data.channel_stats(images[rows])
