@@ -29,9 +29,8 @@ $(STAMP): pyproject.toml
 data: $(STAMP)
 	$(BIN)/python -m initbench.embedded data
 
-# Every stage validates params.yaml before its work; checking here as well also
-# catches a misspelled `init` when no other value changed (DVC would only say
-# that artifacts/init/<name>.pt does not exist).
+# Every stage validates params.yaml before its work (check_params first, when init
+# or seed change); checking here as well stops a bad value before DVC starts.
 repro: data
 	@$(BIN)/python -m initbench.params params.yaml
 	$(BIN)/dvc repro

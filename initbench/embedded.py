@@ -111,6 +111,33 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+#: What ``dvc add data`` records for the embedded dataset (``data.dvc``'s ``md5``).
+EMBEDDED_DVC_MD5 = "6d9cd6b8334f01a346c39563d7b750f1.dir"
+
+
+def tracked_other_dataset(out_dir: Path) -> str | None:
+    """When ``<out_dir>.dvc`` (beside ``out_dir``) records a dataset other than the
+    embedded one, a one-line message saying how to bring it back; else ``None``.
+
+    Writing the embedded dataset there would make the next ``dvc repro`` replace the
+    user's dataset in that file with it.
+    """
+    dvc_file = out_dir.parent / f"{out_dir.name}.dvc"
+    try:
+        text = dvc_file.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if EMBEDDED_DVC_MD5 in text:
+        return None
+    files = next((line.split(":")[1].strip() for line in text.splitlines()
+                  if line.strip().startswith("nfiles:")), "its")  # fmt: skip
+    return (
+        f"{out_dir}/ is missing or empty, but {dvc_file} records another dataset ({files} "
+        f"files). Bring it back with `dvc checkout {dvc_file}` (or `dvc pull {dvc_file}` "
+        f"from a DVC remote); to use the embedded dataset instead, delete {dvc_file} first"
+    )
+
+
 def holds_dataset(out_dir: Path) -> bool:
     """True if ``out_dir`` exists and has any entry (we never write into someone's folder)."""
     return out_dir.is_dir() and any(out_dir.iterdir())
@@ -161,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         if holds_dataset(args.out_dir):
             print(f"{args.out_dir}/ already holds a dataset; leaving it untouched.")
             return 0
+        other = tracked_other_dataset(args.out_dir)
+        if other is not None:
+            print(f"error: {other}", file=sys.stderr)
+            return 1
         images, labels = load_animal_shape()
         materialize(args.out_dir, images, labels)
     except (InitbenchError, pickle.UnpicklingError, OSError, EOFError) as exc:

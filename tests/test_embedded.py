@@ -6,6 +6,7 @@ import builtins
 import io
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from PIL import Image
 
 from initbench import embedded
 from initbench.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------- unpickler
 
@@ -235,3 +238,26 @@ def test_main_reports_a_file_in_the_way_as_one_line(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not a folder" in err
     assert err.count("\n") == 1
+
+
+def test_main_will_not_replace_a_users_tracked_dataset(tmp_path, capsys, monkeypatch, subset):
+    """`rm -rf data` then `make repro`: data.dvc records the user's own images, so writing
+    the embedded ones would make `dvc repro` record them in its place."""
+    monkeypatch.setattr(embedded, "load_animal_shape", lambda: subset)
+    (tmp_path / "data.dvc").write_text(
+        "outs:\n- md5: 0123456789abcdef0123456789abcdef.dir\n  nfiles: 420\n  path: data\n"
+    )
+    assert embedded.main([str(tmp_path / "data")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "records another dataset (420 files)" in err
+    assert f"dvc checkout {tmp_path / 'data.dvc'}" in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_main_writes_the_embedded_dataset_its_dvc_file_records(tmp_path, monkeypatch, subset):
+    """A fresh clone: data.dvc records the embedded dataset, which `make data` writes."""
+    monkeypatch.setattr(embedded, "load_animal_shape", lambda: subset)
+    shutil.copy(REPO / "data.dvc", tmp_path / "data.dvc")
+    assert embedded.EMBEDDED_DVC_MD5 in (REPO / "data.dvc").read_text()
+    assert embedded.main([str(tmp_path / "data")]) == 0
+    assert len(_tree(tmp_path / "data")) == len(subset[0])

@@ -711,3 +711,30 @@ def test_bit_depth_names_the_key_and_the_choices(raw, value):
         "params.yaml: data.bit_depth must be auto or one of: 8, 10, 12, 14, 16"
     )
     assert repr(value) in message
+
+
+# --------------------------------------------------------------------------- written as DVC writes
+
+
+@pytest.mark.parametrize(
+    ("overrides", "changed"),
+    [
+        (["init=random"], []),
+        (["model.channels=[16,32,64]", "compare.seeds=[0,1,2]"], []),
+        (["init=kmeans", "finetune.lr=1e-5"], ["init: kmeans", "  lr: 1e-05"]),
+    ],
+)
+def test_dvc_exp_run_set_changes_only_the_lines_of_the_values_it_sets(tmp_path, overrides, changed):
+    """`dvc exp run -S` rewrites params.yaml through DVC's own writer: the committed file is
+    written in its style, so an experiment's diff is the values it set, nothing else."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO_PARAMS, path)
+    apply_overrides(str(path), overrides)
+    before = REPO_PARAMS.read_text(encoding="utf-8").splitlines()
+    after = path.read_text(encoding="utf-8").splitlines()
+    assert len(after) == len(before)
+    diff = [b.split("#")[0].rstrip() for a, b in zip(before, after, strict=True) if a != b]
+    assert diff == changed
+    P.load_params(path)
