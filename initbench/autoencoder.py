@@ -105,13 +105,15 @@ def train_autoencoder(
     seed: int,
     device: torch.device,
     log: Callable[[str], None] = tqdm.write,
+    on_history: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> AutoencoderResult:
     """Adam on per-pixel MSE between the decoder's output and the 0..1 input, for
     :func:`initbench.train.step_budget` steps; val MSE once a round. Labels are unused.
 
     In a process group (:mod:`initbench.distributed`) the model trains as
     ``DistributedDataParallel`` on shards of each global batch of ``batch_size`` images, and
-    every process computes the val and train losses alike."""
+    every process computes the val and train losses alike. ``on_history`` (if given) gets
+    the history so far after each round, so a stage can write it as training goes."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     steps = step_budget(len(train), batch_size, epochs, min_steps)
@@ -127,6 +129,8 @@ def train_autoencoder(
         val_loss = reconstruction_loss(model, normalize, val, device)
         history.append({"step": r.step, "epoch": round(r.epoch, 4),
                         "train_loss": round(r.loss, 6), "val_loss": round(val_loss, 6)})  # fmt: skip
+        if on_history is not None:
+            on_history(history)
         log(f"round {r.index:>2}/{r.rounds}  step {r.step:>5}/{steps}  train_mse {r.loss:.5f}"
             f"  val_mse {val_loss:.5f}  {r.images_per_s:,.0f} img/s")  # fmt: skip
         model.train()

@@ -69,6 +69,7 @@ def finetune(
     seed: int,
     device: torch.device,
     log: Callable[[str], None] = tqdm.write,
+    on_history: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune the classifier from an init on ``label_fraction`` of the train labels for
     :func:`initbench.train.step_budget` steps, then evaluate the final weights on test.
@@ -89,7 +90,7 @@ def finetune(
     history = fit(
         classifier, normalize, train, data.splits["val"], epochs=params.epochs,
         min_steps=params.min_steps, lr=params.lr, batch_size=params.batch_size, seed=seed,
-        device=device, freeze_encoder=params.freeze_encoder, log=log,
+        device=device, freeze_encoder=params.freeze_encoder, log=log, on_history=on_history,
     )  # fmt: skip
     test = evaluate(classifier, normalize, data.splits["test"], device)
     steps = step_budget(len(train), params.batch_size, params.epochs, params.min_steps)

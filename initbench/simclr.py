@@ -108,6 +108,7 @@ def train_simclr(
     device: torch.device,
     augment: AugmentConfig | None = None,
     log: Callable[[str], None] = tqdm.write,
+    on_history: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> SimclrResult:
     """Adam on NT-Xent over two seeded random views per image, for
     :func:`initbench.train.step_budget` steps. Train labels are used only by the kNN probe
@@ -119,7 +120,9 @@ def train_simclr(
     SyncBatchNorm on CUDA (:func:`initbench.distributed.sync_batchnorm`; the model's own
     BatchNorm modules are back afterwards), views drawn from a per-process seed
     (:func:`initbench.distributed.rank_seed`) and NT-Xent over the gathered global batch
-    (:func:`initbench.losses.gathered_nt_xent`). Every process runs the kNN probes alike."""
+    (:func:`initbench.losses.gathered_nt_xent`). Every process runs the kNN probes alike.
+    ``on_history`` (if given) gets the history so far after each round, so a stage can
+    write it as training goes."""
     augment = augment or AugmentConfig()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order_generator = torch.Generator().manual_seed(seed)
@@ -146,6 +149,8 @@ def train_simclr(
             row["knn_accuracy"] = probe_knn(model.encoder, normalize, train, val, device)
             model.train()
         history.append(row)
+        if on_history is not None:
+            on_history(history)
         knn = f"  knn_val_acc {row['knn_accuracy']:.4f}" if "knn_accuracy" in row else ""
         log(f"round {r.index:>2}/{r.rounds}  step {r.step:>5}/{steps}  nt_xent {r.loss:.4f}"
             f"{knn}  {r.images_per_s:,.0f} pairs/s")  # fmt: skip

@@ -77,6 +77,20 @@ def resolve_device(name: str, threads: int = 0) -> torch.device:
     return device
 
 
+def live_history(path: str | os.PathLike[str]) -> Callable[[list[dict[str, float]]], None]:
+    """An ``on_history`` callback for the trainers: rewrites ``path`` (JSON) atomically with
+    the history so far after each round, on each machine's first process only, so
+    ``dvc plots show`` and the VS Code extension show the curve growing during training.
+    The stage writes the final history there again at its end."""
+    from initbench.files import write_json
+
+    def write(history: list[dict[str, float]]) -> None:
+        if distributed.is_local_main():
+            write_json(path, history)
+
+    return write
+
+
 #: Environment variables that change which kernels run, and so the last bits of results.
 RUN_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
            "MKL_CBWR", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "CUBLAS_WORKSPACE_CONFIG")  # fmt: skip
@@ -317,8 +331,12 @@ def fit(
     device: torch.device,
     freeze_encoder: bool = False,
     log: Callable[[str], None] = tqdm.write,
+    on_history: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train with Adam for :func:`step_budget` steps; the model keeps its final weights.
+
+    ``on_history`` (if given) gets the history so far after each round, so a stage can
+    write it as training goes (live curves).
 
     There is no best-epoch selection: picking the epoch on 1,000 labelled val images would
     use more labels than a low-label run trains on. ``val`` is only watched, once a round,
@@ -373,6 +391,8 @@ def fit(
             "val_loss": round(result.loss, 6),
             "val_accuracy": round(result.accuracy, 6),
         })  # fmt: skip
+        if on_history is not None:
+            on_history(history)
         log(
             f"round {r.index:>2}/{r.rounds}  step {r.step:>5}/{steps}  train_loss {r.loss:.4f}"
             f"  train_acc {train_accuracy:.4f}  val_loss {result.loss:.4f}"

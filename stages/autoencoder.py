@@ -13,7 +13,7 @@ from initbench.distributed import is_local_main, join_process_group, relaunch_un
 from initbench.files import write_json, write_png, write_torch
 from initbench.images import tile
 from initbench.params import load_params
-from initbench.train import Normalize, resolve_device, run_info, set_seed
+from initbench.train import Normalize, live_history, resolve_device, run_info, set_seed
 from initbench.transfer import make_checkpoint, seeded_encoder
 
 SHOWN = 16  # val images in the reconstruction picture
@@ -39,7 +39,8 @@ def main() -> None:
     normalize = Normalize(data.mean, data.std).to(device)
     train, val = data.splits["train"], data.splits["val"]
     result = train_autoencoder(model, normalize, train, val, epochs=p.epochs, min_steps=p.min_steps, lr=p.lr,
-                               batch_size=p.batch_size, seed=args.seed, device=device)  # fmt: skip
+                               batch_size=p.batch_size, seed=args.seed, device=device,
+                               on_history=live_history(Path(args.plots) / "history.json"))  # fmt: skip
     if not is_local_main():
         return  # each machine's first process writes the outputs
     baseline = mean_image_loss(train, val)

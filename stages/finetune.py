@@ -9,7 +9,7 @@ from initbench.distributed import is_local_main, join_process_group, relaunch_un
 from initbench.files import write_json, write_torch
 from initbench.params import load_params
 from initbench.protocols import finetune
-from initbench.train import resolve_device, run_info
+from initbench.train import live_history, resolve_device, run_info
 
 
 def main() -> None:
@@ -25,7 +25,8 @@ def main() -> None:
     relaunch_under_torchrun(params.nproc_per_node)
     device = join_process_group(resolve_device(params.device, params.threads))
     data = load_dataset(args.dataset)
-    result = finetune(data, args.init, params.model, p, p.label_fraction, params.seed, device)
+    result = finetune(data, args.init, params.model, p, p.label_fraction, params.seed, device,
+                      on_history=live_history(Path(args.plots) / "history.json"))  # fmt: skip
     if not is_local_main():
         return  # each machine's first process writes the outputs
     test, last = result.test, result.history[-1]

@@ -10,7 +10,7 @@ from initbench.files import write_json, write_torch
 from initbench.model import feature_side
 from initbench.params import load_params
 from initbench.simclr import ProjectionHead, SimCLR, train_simclr
-from initbench.train import Normalize, resolve_device, run_info, set_seed
+from initbench.train import Normalize, live_history, resolve_device, run_info, set_seed
 from initbench.transfer import make_checkpoint, seeded_encoder
 
 PROJECTION_HIDDEN = 512
@@ -42,6 +42,7 @@ def main() -> None:
     result = train_simclr(
         model, normalize, data.splits["train"], data.splits["val"], epochs=p.epochs, min_steps=p.min_steps, lr=p.lr,
         batch_size=p.batch_size, temperature=p.temperature, seed=args.seed, device=device,
+        on_history=live_history(Path(args.plots) / "history.json"),
     )  # fmt: skip
     if not is_local_main():
         return  # each machine's first process writes the outputs

@@ -89,11 +89,14 @@ def test_encoder_transfer_includes_batchnorm_statistics():
 def test_training_runs_min_steps_when_epochs_give_fewer():
     set_seed(0)
     model = build_autoencoder(Encoder(1, CHANNELS, DROPOUT), CHANNELS)
+    live = []
     result = train_autoencoder(model, Normalize([0.2], [0.4]), _blobs(), _blobs(8), epochs=1,
                                min_steps=7, lr=0.01, batch_size=16, seed=0, device=CPU,
-                               log=lambda line: None)  # fmt: skip
+                               log=lambda line: None,
+                               on_history=lambda rows: live.append(list(rows)))  # fmt: skip
     # 48 images, batch 16: one epoch is 3 steps, so min_steps decides.
     assert [row["step"] for row in result.history] == [3, 6, 7]
+    assert live == [result.history[:1], result.history[:2], result.history]  # live curves
     assert result.history[-1]["epoch"] == pytest.approx(7 / 3, abs=1e-4)
 
 

@@ -388,6 +388,19 @@ def test_results_and_experiments_come_to_another_machine_with_push_and_pull(proj
         reset(project)
 
 
+def test_the_model_registry_gets_the_classifier_by_name(project, tmp_path):
+    """dvc.yaml declares the models under `artifacts:`; a version is a Git tag."""
+    run(project, "git", "tag", "-a", "classifier@v1.0.0", "-m", "Register classifier v1.0.0")
+    try:
+        out = tmp_path / "model.pt"
+        run(tmp_path, "dvc", "artifacts", "get", str(project), "classifier", "-o", str(out))
+        assert out.read_bytes() == (project / "artifacts" / "model.pt").read_bytes()
+        listed = run(tmp_path, "dvc", "ls", str(project), "artifacts/init").stdout.split()
+        assert {"random", "autoencoder", "simclr", "kmeans"} <= set(listed)
+    finally:
+        run(project, "git", "tag", "-d", "classifier@v1.0.0")
+
+
 def test_exp_run_with_another_seed_reruns_and_diffs(project):
     """Last in this module: it leaves the workspace at seed=1."""
     result = run(project, "dvc", "exp", "run", "-S", "seed=1")

@@ -107,8 +107,11 @@ def test_train_simclr_is_seeded_and_reports_history():
 
 def test_train_simclr_runs_min_steps_and_probes_a_few_rounds_always_the_last():
     set_seed(0)
+    live = []
     result = _train(_model(size=8), _split(8, size=8), _split(4, seed=1, size=8), epochs=1,
-                    min_steps=3 * MAX_ROUNDS, batch_size=8)  # fmt: skip
+                    min_steps=3 * MAX_ROUNDS, batch_size=8,
+                    on_history=lambda rows: live.append(len(rows)))  # fmt: skip
+    assert live == list(range(1, MAX_ROUNDS + 1))  # live curves: after every round
     assert result.history[-1]["step"] == 3 * MAX_ROUNDS
     assert len(result.history) == MAX_ROUNDS
     probed = [row for row in result.history if "knn_accuracy" in row]

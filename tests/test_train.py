@@ -298,3 +298,24 @@ def test_run_info_names_what_the_bits_depend_on(monkeypatch):
     assert info["env"] == {"ATEN_CPU_CAPABILITY": "default"}
     monkeypatch.delenv("ATEN_CPU_CAPABILITY")
     assert "env" not in train.run_info(torch.device("cpu"))[0]
+
+
+def test_the_history_file_grows_round_by_round_during_training(tmp_path):
+    """Live curves: the stage's history file holds every round so far, as training goes."""
+    import json
+
+    path = tmp_path / "plots" / "history.json"
+    write = train.live_history(path)
+    on_disk = []
+
+    def on_history(history):
+        write(history)
+        on_disk.append(json.loads(path.read_text()))  # what dvc plots would read now
+
+    set_seed(0)
+    model = build_classifier(1, 16, 3, **ARCH)
+    history = _fit(model, _toy_split(), _toy_split(30, seed=1), epochs=4, on_history=on_history)
+    assert len(history) >= 3
+    assert [len(rows) for rows in on_disk] == list(range(1, len(history) + 1))
+    assert on_disk[-1] == history
+    assert [p.name for p in path.parent.iterdir()] == ["history.json"]  # no temp file left
