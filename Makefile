@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: repro test lint format data bench bench-pipeline help
+.PHONY: repro test lint format data plots bench bench-pipeline help
 
 help:
 	@echo "make repro   create .venv, install pinned deps, write the embedded dataset, dvc repro"
 	@echo "make test    create .venv if needed, install pinned deps, run the test suite"
+	@echo "make plots   a PNG of every plot of dvc plots show -> dvc_plots/png/"
 	@echo "make lint    ruff check + format check"
 	@echo "make bench   initbench against plain baselines, side by side -> reports/bench.md"
 	@echo "make bench-pipeline BEFORE=<commit>   per-stage wall time of the pipeline, before vs HEAD"
@@ -37,6 +38,9 @@ repro: data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+plots: $(STAMP)
+	$(BIN)/python -m initbench.plots png dvc_plots/png
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

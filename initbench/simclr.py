@@ -143,7 +143,10 @@ def train_simclr(
     def on_round(r: Round) -> None:
         distributed.broadcast_buffers(model)
         rates.append(r.images_per_s)
-        row = {"step": r.step, "epoch": round(r.epoch, 4), "loss": round(r.loss, 6)}
+        # Every row has every key (None where the kNN probe did not run): DVC plots only
+        # rows of one shape, and drops the whole file otherwise.
+        row = {"step": r.step, "epoch": round(r.epoch, 4), "loss": round(r.loss, 6),
+               "knn_accuracy": None}  # fmt: skip
         probe_every = -(-r.rounds // KNN_PROBES)  # ceil
         if r.index % probe_every == 0 or r.index == r.rounds:
             row["knn_accuracy"] = probe_knn(model.encoder, normalize, train, val, device)
@@ -151,7 +154,7 @@ def train_simclr(
         history.append(row)
         if on_history is not None:
             on_history(history)
-        knn = f"  knn_val_acc {row['knn_accuracy']:.4f}" if "knn_accuracy" in row else ""
+        knn = "" if row["knn_accuracy"] is None else f"  knn_val_acc {row['knn_accuracy']:.4f}"
         log(f"round {r.index:>2}/{r.rounds}  step {r.step:>5}/{steps}  nt_xent {r.loss:.4f}"
             f"{knn}  {r.images_per_s:,.0f} pairs/s")  # fmt: skip
 

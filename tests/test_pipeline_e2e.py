@@ -180,11 +180,23 @@ def test_repro_writes_the_comparison(project):
         assert (project / "reports" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_plots_show_renders_the_comparison_charts(project, tmp_path):
+def test_plots_show_renders_the_comparison_charts_offline(project, tmp_path):
     run(project, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
     page = (tmp_path / "plots" / "index.html").read_text()
     assert "Test accuracy against label fraction" in page
     assert "Fine-tune learning curves of every run" in page
+    # Vega inlined from .dvc/plots/offline.html: nothing is fetched from the network
+    assert "window.vegaEmbed=" in page.replace(" ", "")
+    assert not re.search(r"<(script|link|img)\b[^>]*(src|href)=[\"']?(https?:)?//", page, re.I)
+
+
+def test_make_plots_writes_a_png_of_every_plot(project, tmp_path):
+    listed = json.loads(run(project, "dvc", "plots", "show", "--json").stdout)["data"]
+    out = tmp_path / "png"
+    run(project, sys.executable, "-m", "initbench.plots", "png", str(out))
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == sum(len(entries) for entries in listed.values()) >= 8
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
 def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
