@@ -573,6 +573,8 @@ def _edited(text: str, key: str, value: str) -> str:
         indent = "  "
     index = next(i for i in range(start, len(lines)) if lines[i].startswith(f"{indent}{key}:"))
     lines[index] = f"{indent}{key}: {value}"
+    while index + 1 < len(lines) and lines[index + 1].startswith(f"{indent}- "):
+        del lines[index + 1]  # the old value's items, as DVC writes a list (block style)
     return "\n".join(lines) + "\n"
 
 
