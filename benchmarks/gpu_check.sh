@@ -70,17 +70,17 @@ if $PY -c "import dvc" 2>/dev/null; then
     run $PY -m dvc repro
 else
     D=artifacts/dataset
-    run $PY -m stages.ingest --data data --out $D --metrics metrics/ingest.json
+    run $PY -m stages.ingest --data data --out $D --report $D/ingest.json
     run $PY -m stages.init_random --dataset $D --seed 0 --out artifacts/init/random/seed0.pt
     run $PY -m stages.patches --dataset $D --seed 0 --out artifacts/patches/seed0
     run $PY -m stages.kmeans --dataset $D --patches artifacts/patches/seed0 --seed 0 \
-        --out artifacts/init/kmeans/seed0.pt --metrics metrics/kmeans/seed0.json \
+        --out artifacts/init/kmeans/seed0.pt --report artifacts/init/kmeans/seed0.json \
         --image artifacts/plots/kmeans_filters/seed0.png
     run $PY -m stages.autoencoder --dataset $D --seed 0 --out artifacts/init/autoencoder/seed0.pt \
-        --metrics metrics/autoencoder/seed0.json --plots metrics/plots/autoencoder/seed0 \
+        --report artifacts/init/autoencoder/seed0.json --plots metrics/plots/autoencoder/seed0 \
         --image artifacts/plots/autoencoder_reconstructions/seed0.png
     run $PY -m stages.simclr --dataset $D --seed 0 --out artifacts/init/simclr/seed0.pt \
-        --metrics metrics/simclr/seed0.json --plots metrics/plots/simclr/seed0
+        --report artifacts/init/simclr/seed0.json --plots metrics/plots/simclr/seed0
     run $PY -m stages.finetune --dataset $D --init artifacts/init/random/seed0.pt \
         --model artifacts/model.pt --metrics metrics/finetune.json --plots metrics/plots/finetune
     for init in random autoencoder simclr kmeans; do

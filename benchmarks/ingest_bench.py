@@ -173,7 +173,7 @@ def run_measured(command: list[str], log: Path) -> dict[str, float]:
 
 def _ours(folder: Path, work: Path) -> list[str]:
     return [sys.executable, "-m", "stages.ingest", "--data", str(folder),
-            "--out", str(work / "dataset"), "--metrics", str(work / "ingest.json")]  # fmt: skip
+            "--out", str(work / "dataset"), "--report", str(work / "ingest.json")]  # fmt: skip
 
 
 def _baseline(folder: Path, image_size: int, channels: int) -> list[str]:

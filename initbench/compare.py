@@ -73,6 +73,40 @@ def fraction_key(fraction: float) -> str:
     return f"labels_{fraction * 100:g}%"
 
 
+def cell_file(protocol: str, fraction: float) -> str:
+    """``("linear_probe", 0.01) -> "linear_probe_1%.json"``: one comparison cell's metrics file."""
+    return f"{protocol}_{fraction * 100:g}%.json"
+
+
+def cell_metrics(
+    summary: dict[str, Any], label_fractions: Sequence[float]
+) -> dict[str, dict[str, float | None]]:
+    """The comparison as ``dvc metrics show`` tabulates it in 120 columns: one file a cell
+    (:func:`cell_file`), one row in the table, the same keys in each.
+
+    Returns:
+        ``{file name: {init: mean test accuracy, ..., "ci95": half-width}}``, where
+        ``ci95`` is the half-width of the widest 95% confidence interval of a paired
+        difference to random in that cell: two inits' means closer than about this are
+        within noise. ``None`` with fewer than 2 seeds. Per-init intervals and verdicts are
+        in the full summary (:func:`summarize`, ``reports/compare.json``).
+    """
+    out = {}
+    for protocol, cells in summary.items():
+        for fraction in label_fractions:
+            cell = cells[fraction_key(fraction)]
+            widths = [
+                (c["diff_ci95_high"] - c["diff_ci95_low"]) / 2
+                for c in cell.values()
+                if c.get("diff_ci95_high") is not None and c.get("diff_ci95_low") is not None
+            ]
+            row = {init: c["mean"] for init, c in cell.items()}
+            out[cell_file(protocol, fraction)] = row | {
+                "ci95": _round(max(widths)) if widths else None
+            }
+    return out
+
+
 def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -84,7 +118,7 @@ def summarize(
     label_fractions: Sequence[float],
     protocols: Sequence[str] = PROTOCOLS,
 ) -> dict[str, Any]:
-    """Aggregate run results into ``metrics/compare.json``'s content.
+    """Aggregate run results into the full summary (``reports/compare.json``).
 
     Returns:
         ``{protocol: {fraction_key: {init: cell}}}`` where each cell holds ``mean``,

@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
     parser.add_argument("--seed", required=True, type=int, help="seed of the init and training")
     parser.add_argument("--out", required=True, help="init checkpoint to write")
-    parser.add_argument("--metrics", required=True, help="reconstruction losses (JSON)")
+    parser.add_argument("--report", required=True, help="reconstruction losses (JSON)")
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss (JSON)")
     parser.add_argument("--image", required=True, help="val inputs over reconstructions (PNG)")
     args = parser.parse_args()
@@ -47,9 +47,9 @@ def main() -> None:
     write_torch(
         args.out, make_checkpoint("autoencoder", model.encoder, data.encoder_meta(m.channels))
     )
-    write_json(args.metrics, {"train_loss": round(result.train_loss, 6),
-                              "val_loss": round(result.val_loss, 6),
-                              "mean_image_val_loss": round(baseline, 6),
+    write_json(args.report, {"train_mse": round(result.train_loss, 6),
+                             "val_mse": round(result.val_loss, 6),
+                             "mean_image_val_mse": round(baseline, 6),
                               "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     model.eval()

@@ -7,7 +7,14 @@ from pathlib import Path
 import vl_convert
 
 from initbench.cli import run
-from initbench.compare import chart_rows, curve_rows, fill_chart, report_markdown, summarize
+from initbench.compare import (
+    cell_metrics,
+    chart_rows,
+    curve_rows,
+    fill_chart,
+    report_markdown,
+    summarize,
+)
 from initbench.data import load_dataset
 from initbench.errors import InitbenchError
 from initbench.files import write_bytes, write_json, write_text
@@ -18,7 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
     parser.add_argument("--runs", required=True, help="folder of compare_run results (JSON)")
-    parser.add_argument("--metrics", required=True, help="aggregated metrics (JSON)")
+    parser.add_argument("--metrics", required=True, help="folder: one metrics file a cell (JSON)")
+    parser.add_argument("--summary", required=True, help="every cell's statistics (JSON)")
     parser.add_argument("--report", required=True, help="markdown report")
     parser.add_argument("--plots", required=True, help="folder for chart data (JSON)")
     parser.add_argument("--templates", required=True, help="folder of the DVC chart templates")
@@ -75,7 +83,9 @@ def main() -> None:
         ("model", f"conv blocks {params.model.channels}, dropout {params.model.dropout}, "
                   f"head {params.model.hidden} units"),
     ]  # fmt: skip
-    write_json(args.metrics, summary)
+    for name, cell in cell_metrics(summary, c.label_fractions).items():
+        write_json(Path(args.metrics) / name, cell)
+    write_json(args.summary, summary)
     write_text(args.report, report_markdown(summary, c.label_fractions, n_train, settings))
     charts = {"accuracy": chart_rows(summary, c.label_fractions),
               "curves": curve_rows([r for r in rows if r["protocol"] == "finetune"])}  # fmt: skip
@@ -84,7 +94,8 @@ def main() -> None:
         template = json.loads((Path(args.templates) / f"compare_{name}.json").read_text())
         png = vl_convert.vegalite_to_png(fill_chart(template, chart), scale=2)
         write_bytes(Path(args.figures) / f"compare_{name}.png", png)
-    print(f"compare: {len(rows)} runs -> {args.metrics}, {args.report}, {args.figures}/")
+    print(f"compare: {len(rows)} runs -> {args.metrics}/, {args.summary}, {args.report}, "
+          f"{args.figures}/")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="folder of class folders (read only)")
     parser.add_argument("--out", required=True, help="dataset folder to write")
-    parser.add_argument("--metrics", required=True, help="counts and skipped files (JSON)")
+    parser.add_argument("--report", required=True, help="counts, skipped and ignored files (JSON)")
     args = parser.parse_args()
     p = load_params().data
     scratch = Path(args.out).parent  # a large output array is memory-mapped here, on disk
@@ -32,7 +32,7 @@ def main() -> None:
     )
     save_dataset(args.out, dataset)
     report = summary(dataset)
-    write_json(args.metrics, report)
+    write_json(args.report, report)
     for item in dataset.skipped:
         print(f"skipped {args.data}/{item['path']}: {item['reason']}", file=sys.stderr)
     dup = report["duplicates"]

@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--patches", required=True, help="folder written by the patches stage")
     parser.add_argument("--seed", required=True, type=int, help="seed of k-means and the encoder")
     parser.add_argument("--out", required=True, help="init checkpoint to write")
-    parser.add_argument("--metrics", required=True, help="patch counts, k-means stats (JSON)")
+    parser.add_argument("--report", required=True, help="patch counts, k-means stats (JSON)")
     parser.add_argument("--image", required=True, help="picture of the conv1 filters (PNG)")
     args = parser.parse_args()
     if args.seed < 0:
@@ -43,7 +43,7 @@ def main() -> None:
         conv1.weight.copy_(torch.from_numpy(init.weight))
         conv1.bias.copy_(torch.from_numpy(init.bias))
     write_torch(args.out, make_checkpoint("kmeans", encoder, data.encoder_meta(m.channels)))
-    write_json(args.metrics, init.metrics(counts["sampled"], counts["dropped_flat"]))
+    write_json(args.report, init.metrics(counts["sampled"], counts["dropped_flat"]))
     write_png(args.image, tile(filters_to_uint8(init.weight), columns=8, scale=12, gap=2))
     print(f"kmeans: {len(init.weight)} filters, {init.distinct_filters} distinct, "
           f"{init.degenerate_filters} left at default init; {len(whitened)} patches, "

@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
     parser.add_argument("--seed", required=True, type=int, help="seed of the init and training")
     parser.add_argument("--out", required=True, help="init checkpoint to write")
-    parser.add_argument("--metrics", required=True, help="final loss and kNN accuracy (JSON)")
+    parser.add_argument("--report", required=True, help="final loss and kNN accuracy (JSON)")
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss/kNN (JSON)")
     args = parser.parse_args()
     params = load_params()
@@ -47,8 +47,8 @@ def main() -> None:
     if not is_local_main():
         return  # each machine's first process writes the outputs
     write_torch(args.out, make_checkpoint("simclr", model.encoder, data.encoder_meta(m.channels)))
-    write_json(args.metrics, {"loss": result.loss, "knn_accuracy": result.knn_accuracy,
-                              "random_init_knn_accuracy": result.random_init_knn_accuracy,
+    write_json(args.report, {"nt_xent": result.loss, "val_knn_accuracy": result.knn_accuracy,
+                              "random_init_val_knn_accuracy": result.random_init_knn_accuracy,
                               "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     print(f"simclr: kNN val accuracy {result.knn_accuracy:.4f} (initial encoder "

@@ -475,3 +475,28 @@ def test_chart_templates_render_to_png(summary, name):
     png = vl_convert.vegalite_to_png(filled)
     # Both templates facet into columns 300 px wide: two facets make it wider than 600.
     assert _png_width(png) > 2 * 300
+
+
+def test_cell_metrics_give_one_small_file_a_cell_with_each_inits_mean_and_the_noise():
+    rows = [{"protocol": p, "init": i, "seed": s, "label_fraction": f,
+             "accuracy": 0.5 + 0.1 * ["random", "simclr", "kmeans"].index(i) + 0.01 * s * (i == "kmeans")}
+            for p in ("finetune", "linear_probe") for i in ("random", "simclr", "kmeans")
+            for s in (0, 1, 2) for f in (0.01, 0.05)]  # fmt: skip
+    summary = C.summarize(rows, ["random", "simclr", "kmeans"], [0, 1, 2], [0.01, 0.05])
+    cells = C.cell_metrics(summary, [0.01, 0.05])
+    assert list(cells) == ["finetune_1%.json", "finetune_5%.json", "linear_probe_1%.json",
+                           "linear_probe_5%.json"]  # fmt: skip
+    cell = cells["linear_probe_5%.json"]
+    assert list(cell) == ["random", "simclr", "kmeans", "ci95"]
+    assert cell["simclr"] == pytest.approx(0.6) and cell["random"] == pytest.approx(0.5)
+    full = summary["linear_probe"]["labels_5%"]
+    widest = max((c["diff_ci95_high"] - c["diff_ci95_low"]) / 2 for c in
+                 (full["simclr"], full["kmeans"]))  # fmt: skip
+    assert widest > 0 and cell["ci95"] == pytest.approx(widest, abs=1e-6)  # kmeans' spread
+
+
+def test_cell_metrics_have_no_interval_with_one_seed():
+    rows = [{"protocol": "finetune", "init": i, "seed": 0, "label_fraction": 0.5,
+             "accuracy": 0.5} for i in ("random", "kmeans")]  # fmt: skip
+    summary = C.summarize(rows, ["random", "kmeans"], [0], [0.5], ("finetune",))
+    assert C.cell_metrics(summary, [0.5])["finetune_50%.json"]["ci95"] is None

@@ -284,7 +284,7 @@ def test_simclr_stage_relaunches_on_two_processes_and_rank_zero_writes(tmp_path)
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "stages.simclr", "--dataset", "dataset", "--seed", "0",
-         "--out", "out/simclr.pt", "--metrics", "out/simclr.json", "--plots", "out/plots"],
+         "--out", "out/simclr.pt", "--report", "out/simclr.json", "--plots", "out/plots"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

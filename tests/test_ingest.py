@@ -922,7 +922,7 @@ def _run_stage(monkeypatch, root: Path, out: Path, **data_params) -> dict[str, s
     fake = SimpleNamespace(seed=seed, data=SimpleNamespace(**params))
     monkeypatch.setattr(stage, "load_params", lambda *args, **kwargs: fake)
     argv = ["ingest", "--data", str(root), "--out", str(out / "dataset"),
-            "--metrics", str(out / "ingest.json")]  # fmt: skip
+            "--report", str(out / "ingest.json")]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     stage.main()
     with (out / "dataset" / "manifest.csv").open(newline="") as f:

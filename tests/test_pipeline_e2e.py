@@ -55,8 +55,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+def run(
+    cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=_env() | (env or {}), capture_output=True,
+                            text=True)  # fmt: skip
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -138,46 +141,70 @@ def test_the_test_project_takes_committed_params_not_the_workspaces(tmp_path, mo
 
 def test_repro_writes_metrics_and_plots(project):
     metrics = json.loads((project / "metrics" / "finetune.json").read_text())
-    assert metrics["init"] == "random" and metrics["seed"] == 0
-    for key in ("accuracy", "macro_f1", "test_loss", "final_val_accuracy"):
-        assert metrics[key] >= 0 and (key == "test_loss" or metrics[key] <= 1), key
-    ingest = json.loads((project / "metrics" / "ingest.json").read_text())
+    assert set(metrics) == {"test_accuracy", "macro_f1", "run_info"}  # measurements only
+    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["macro_f1"] <= 1
+    assert metrics["run_info"][0]["threads"] >= 1  # what the bits depended on
+    ingest = json.loads((project / "artifacts/dataset/ingest.json").read_text())
     assert ingest["images"] == 3 * PER_CLASS
     assert [f["path"] for f in ingest["skipped"]["files"]] == ["cow/broken.jpg"]
     assert ingest["ignored"]["hidden"] == 1
     history = json.loads((project / "metrics/plots/finetune/history.json").read_text())
-    assert history[-1]["step"] == metrics["steps"] >= 4  # min_steps applies
+    assert history[-1]["step"] >= 4  # min_steps applies
     confusion = json.loads((project / "metrics/plots/finetune/confusion.json").read_text())
     assert len(confusion) == ingest["split"]["test"]
     assert {row["actual"] for row in confusion} == set(CLASSES)
     for seed in (0, 1):  # pretraining runs once per seed of the comparison
-        autoencoder = json.loads((project / f"metrics/autoencoder/seed{seed}.json").read_text())
-        assert set(autoencoder) == {"train_loss", "val_loss", "mean_image_val_loss", "run_info"}
-        assert autoencoder["run_info"][0]["threads"] >= 1  # what the bits depended on
-        simclr = json.loads((project / f"metrics/simclr/seed{seed}.json").read_text())
-        assert set(simclr) == {"loss", "knn_accuracy", "random_init_knn_accuracy", "run_info"}
-        kmeans = json.loads((project / f"metrics/kmeans/seed{seed}.json").read_text())
+        init = project / "artifacts/init"
+        autoencoder = json.loads((init / f"autoencoder/seed{seed}.json").read_text())
+        assert set(autoencoder) == {"train_mse", "val_mse", "mean_image_val_mse", "run_info"}
+        simclr = json.loads((init / f"simclr/seed{seed}.json").read_text())
+        assert set(simclr) == {"nt_xent", "val_knn_accuracy", "random_init_val_knn_accuracy",
+                               "run_info"}  # fmt: skip
+        kmeans = json.loads((init / f"kmeans/seed{seed}.json").read_text())
         assert kmeans["iterations"] >= 1
         # max_images exceeds the dataset: every train image gives patches, no val or test one
         assert kmeans["patches_sampled"] == 4 * ingest["split"]["train"]
         for name in ("random", "autoencoder", "simclr", "kmeans"):
-            assert (project / "artifacts/init" / name / f"seed{seed}.pt").is_file(), name
+            assert (init / name / f"seed{seed}.pt").is_file(), name
         for name in ("kmeans_filters", "autoencoder_reconstructions"):
             assert (project / "artifacts/plots" / name / f"seed{seed}.png").is_file(), name
 
 
 def test_repro_writes_the_comparison(project):
-    compare = json.loads((project / "metrics" / "compare.json").read_text())
-    assert set(compare) == {"finetune", "linear_probe"}
-    for protocol in compare.values():
+    summary = json.loads((project / "reports" / "compare.json").read_text())
+    assert set(summary) == {"finetune", "linear_probe"}
+    for protocol in summary.values():
         cells = protocol["labels_50%"]
         assert set(cells) == set(COMPARE_INITS)
         assert cells["random"]["n"] == 2 and 0 <= cells["random"]["mean"] <= 1
         assert cells["kmeans"]["verdict"] in {"better", "worse", "no detectable difference"}
+    for protocol in ("finetune", "linear_probe"):  # the metrics: one small file a cell
+        cell = json.loads((project / f"metrics/compare/{protocol}_50%.json").read_text())
+        assert list(cell) == [*COMPARE_INITS, "ci95"]
+        assert cell["random"] == summary[protocol]["labels_50%"]["random"]["mean"]
     report = (project / "reports" / "compare.md").read_text()
     assert "| kmeans |" in report and "50% labels" in report
     for name in ("compare_accuracy", "compare_curves"):
         assert (project / "reports" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metrics_and_experiments_read_at_120_columns(project):
+    """`dvc metrics show` fits; `dvc exp show` shows the experiment, accuracy and `init`."""
+    env = {"COLUMNS": "120"}
+    shown = run(project, "dvc", "metrics", "show", env=env).stdout.splitlines()
+    assert max(map(len, shown)) <= 120, "\n".join(shown)
+    assert "test_accuracy" in shown[0] and "ci95" in shown[0]
+    assert any(line.startswith("metrics/compare/linear_probe_50%.json") for line in shown)
+    try:
+        run(project, "dvc", "exp", "run", "-n", "try-kmeans", "-S", "init=kmeans")
+        table = run(project, "dvc", "exp", "show", "--no-pager", env=env).stdout
+    finally:
+        run(project, "dvc", "exp", "remove", "--all", check=False)
+        reset(project)
+    lines = table.splitlines()
+    assert max(map(len, lines)) <= 120, table
+    assert "try-kmeans" in table and "kmeans" in table.split("try-kmeans", 1)[1]
+    assert "test_accuracy" in table or "test_accu" in table, table
 
 
 def test_plots_show_renders_the_comparison_charts_offline(project, tmp_path):
@@ -206,12 +233,10 @@ def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
         assert {"kmeans@0", "compare_finetune@kmeans-1-0.5"} <= ran
         assert not any("@random" in stage for stage in ran), ran
         diff = json.loads(run(project, "dvc", "metrics", "diff", "--json").stdout)
-        changed = diff["metrics/compare.json"]
-        # (the tiny fine-tune may land on the same accuracies; the probe's cells move)
-        assert any(".labels_50%.kmeans." in key for key in changed), changed
-        # random's own cells did not move (its diff_vs_random-free keys): only kmeans' did
-        assert not any(key.startswith(("finetune.labels_50%.random.",
-                                       "linear_probe.labels_50%.random.")) for key in changed)  # fmt: skip
+        # (the tiny fine-tune may land on the same accuracies; the probe's cell moves)
+        changed = {f"{path}:{key}" for path, keys in diff.items() for key in keys}
+        assert "metrics/compare/linear_probe_50%.json:kmeans" in changed, changed
+        assert not any(key.endswith(":random") for key in changed), changed  # random's did not
         # Going back to the committed value restores those stages from DVC's run cache.
         run(project, "git", "checkout", "params.yaml")
         back = run(project, "dvc", "repro")
@@ -322,8 +347,8 @@ def test_exp_run_with_another_init_runs_finetune_only(project):  # and its check
         for stage in ("ingest", "patches@0", "kmeans@1", "autoencoder@0", "simclr@1",
                       "init_random@0", "compare_finetune@random-0-0.5", "compare"):  # fmt: skip
             assert f"Stage '{stage}' didn't change" in result.stdout, stage
-        metrics = json.loads((project / "metrics" / "finetune.json").read_text())
-        assert metrics["init"] == "kmeans"
+        started = json.loads((project / "artifacts" / "finetune_init.json").read_text())
+        assert started["init"] == "kmeans"
     finally:
         reset(project)
 
@@ -376,7 +401,7 @@ def test_results_and_experiments_come_to_another_machine_with_push_and_pull(proj
         run(project, "git", "push", "-q", "origin", "HEAD:refs/heads/main")
         run(project, "dvc", "push", "-q")  # the author's results, for teammates to pull
         run(project, "dvc", "exp", "run", "-n", "kmeans-run", "-S", "init=kmeans")
-        accuracy = json.loads((project / "metrics" / "finetune.json").read_text())["accuracy"]
+        metrics = json.loads((project / "metrics" / "finetune.json").read_text())
         run(project, "dvc", "exp", "push", "origin", "kmeans-run")  # Git refs and DVC cache
 
         other = tmp_path / "other-machine"
@@ -391,8 +416,8 @@ def test_results_and_experiments_come_to_another_machine_with_push_and_pull(proj
         run(other, "dvc", "exp", "pull", "origin", "kmeans-run")
         assert "kmeans-run" in run(other, "dvc", "exp", "show", "--csv").stdout
         run(other, "dvc", "exp", "apply", "kmeans-run")
-        metrics = json.loads((other / "metrics" / "finetune.json").read_text())
-        assert metrics["init"] == "kmeans" and metrics["accuracy"] == accuracy
+        assert json.loads((other / "metrics" / "finetune.json").read_text()) == metrics
+        assert "init: kmeans" in (other / "params.yaml").read_text()
         run(other, "dvc", "checkout", "finetune")  # the model, from the pulled cache
         assert (other / "artifacts" / "model.pt").is_file()
     finally:
@@ -419,8 +444,7 @@ def test_exp_run_with_another_seed_reruns_and_diffs(project):
     """Last in this module: it leaves the workspace at seed=1."""
     result = run(project, "dvc", "exp", "run", "-S", "seed=1")
     assert "Running stage 'finetune'" in result.stdout
-    metrics = json.loads((project / "metrics" / "finetune.json").read_text())
-    assert metrics["seed"] == 1
-    diff = run(project, "dvc", "metrics", "diff", "--json")
-    changed = json.loads(diff.stdout)["metrics/finetune.json"]
-    assert changed["seed"] == {"old": 0, "new": 1, "diff": 1}
+    diff = json.loads(run(project, "dvc", "metrics", "diff", "--all", "--json").stdout)
+    assert set(diff["metrics/finetune.json"]) == {"test_accuracy", "macro_f1"}
+    params = json.loads(run(project, "dvc", "params", "diff", "--json").stdout)
+    assert params["params.yaml"]["seed"] == {"old": 0, "new": 1}
