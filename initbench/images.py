@@ -9,20 +9,17 @@ def tile(images: np.ndarray, columns: int, scale: int = 1, gap: int = 1) -> np.n
     """Lay out uint8 ``(N, C, H, W)`` images in a grid; returns ``(H', W')`` or ``(H', W', 3)``.
 
     Each image is enlarged ``scale`` times (nearest neighbour); cells are separated by
-    ``gap`` pixels of mid-gray.
+    ``gap`` pixels of mid-gray, as are empty cells. The layout is torchvision's
+    ``make_grid``.
     """
-    n, c, h, w = images.shape
-    rows = (n + columns - 1) // columns
-    cell_h, cell_w = h * scale, w * scale
-    canvas = np.full(
-        (rows * (cell_h + gap) + gap, columns * (cell_w + gap) + gap, c), 128, dtype=np.uint8
-    )
-    for index in range(n):
-        r, col = divmod(index, columns)
-        big = images[index].transpose(1, 2, 0).repeat(scale, axis=0).repeat(scale, axis=1)
-        top, left = gap + r * (cell_h + gap), gap + col * (cell_w + gap)
-        canvas[top : top + cell_h, left : left + cell_w] = big
-    return canvas[:, :, 0] if c == 1 else canvas
+    import torch
+    from torchvision.utils import make_grid
+
+    batch = torch.from_numpy(np.ascontiguousarray(images))
+    batch = batch.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    grid = make_grid(batch, nrow=columns, padding=gap, pad_value=128)  # (3, H', W')
+    grid = grid.permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(grid[:, :, 0] if images.shape[1] == 1 else grid)
 
 
 def filters_to_uint8(weight: np.ndarray) -> np.ndarray:

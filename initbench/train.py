@@ -100,9 +100,10 @@ def run_info(device: torch.device) -> list[dict[str, object]]:
     """What a training run's bits depend on beyond its inputs: versions, the CPU kernels
     ATen dispatched to, threads, processes and the variables in :data:`RUN_ENV` that are set.
 
-    Stages write it into their metrics as a one-element list, which ``dvc metrics show``
-    and ``dvc metrics diff`` leave out of their tables, so a result that differs between
-    two machines can be explained from the committed files (``git diff metrics/``).
+    Stages write it into their metrics or report files as a one-element list, which
+    ``dvc metrics show`` and ``dvc metrics diff`` leave out of their tables, so a result
+    that differs between two machines can be explained (``git diff metrics/`` for the
+    detailed run).
     """
     info = {
         "torch": torch.__version__,

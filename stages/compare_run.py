@@ -8,14 +8,16 @@ once and fits one probe per fraction. Without ``--label-fractions``, the fractio
 
 import argparse
 import dataclasses
+import time
 
 from initbench.cli import run
 from initbench.data import load_dataset
 from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
 from initbench.files import write_json
 from initbench.params import load_params
+from initbench.progress import report_run
 from initbench.protocols import finetune, probe
-from initbench.train import resolve_device
+from initbench.train import resolve_device, run_info
 from initbench.transfer import read_checkpoint
 
 
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--protocol", required=True, choices=["finetune", "linear_probe"])
     parser.add_argument("--out", required=True, help="the runs' results (JSON list)")
     args = parser.parse_args()
+    started = time.time()
     params = load_params()
     fractions = args.label_fractions or params.compare.label_fractions
     if any(not 0 < fraction <= 1 for fraction in fractions):
@@ -58,11 +61,18 @@ def main() -> None:
                          "converged": outcome.converged})  # fmt: skip
     if not is_local_main():
         return  # each machine's first process writes the outputs
-    rows = [{"init": strategy, "seed": args.seed, "protocol": args.protocol} | r for r in rows]
+    ran_on = run_info(device)
+    rows = [{"init": strategy, "seed": args.seed, "protocol": args.protocol} | r
+            | {"run_info": ran_on} for r in rows]  # fmt: skip
     write_json(args.out, rows)
     for r in rows:
         print(f"compare_run: {args.protocol} {strategy} seed {args.seed} "
               f"labels {r['label_fraction']:g}: test accuracy {r['accuracy']:.4f}")  # fmt: skip
+    c = params.compare
+    runs = len(c.inits) * len(c.seeds) * (len(c.label_fractions) + 1)  # fine-tunes + probes
+    line = report_run(runs, started)
+    if line:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+"""The comparison's overall progress, across its DVC stages.
+
+Each run of the comparison is its own DVC stage and process, so no process sees the
+whole. They share a small JSON file in DVC's temporary folder (``.dvc/tmp``, never
+versioned), one per ``dvc repro`` or ``dvc exp run`` process, in which each finished run
+adds its wall time; from it each run prints how many runs are done, the time so far and
+an estimate of the time left. Nothing here is an output of a stage or changes one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from initbench.files import write_json
+
+PREFIX = "initbench-compare-progress-"
+
+
+def dvc_process() -> int | None:
+    """PID of the nearest ancestor process that runs DVC (read from Linux's ``/proc``), or
+    ``None`` elsewhere or outside DVC."""
+    pid = os.getppid()
+    for _ in range(6):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        names = [os.path.basename(os.fsdecode(arg)) for arg in args[:3]]
+        if "dvc" in names or names[1:3] == ["-m", "dvc"]:
+            return pid
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the parent's PID
+        if pid <= 1:
+            return None
+    return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def record_run(
+    total: int,
+    started: float,
+    folder: str | os.PathLike[str],
+    process: int,
+    now: float | None = None,
+) -> str:
+    """Add one finished run to ``process``'s progress file in ``folder``; return the line
+    to print, e.g. ``comparison: 7 runs done in this dvc repro (at most 36), 3 min 40 s so
+    far; at most 29 left, about 15 min at 31 s a run``.
+
+    ``total``: runs in the comparison (this repro runs those whose inputs changed, so at
+    most this many); ``started``: when this run began (``time.time()``). Files of DVC
+    processes that are gone are removed.
+    """
+    now = time.time() if now is None else now
+    folder = Path(folder)
+    path = folder / f"{PREFIX}{process}.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        state = {"started": started, "runs": []}
+    state["runs"].append(round(now - started, 3))
+    write_json(path, state)
+    for other in folder.glob(f"{PREFIX}*.json"):
+        pid = other.stem.removeprefix(PREFIX)
+        if pid.isdigit() and int(pid) != process and not Path(f"/proc/{pid}").exists():
+            other.unlink(missing_ok=True)
+    done, mean = len(state["runs"]), sum(state["runs"]) / len(state["runs"])
+    left = max(total - done, 0)
+    line = (
+        f"comparison: {done} run(s) done in this dvc repro (at most {total}), "
+        f"{_duration(now - state['started'])} so far"
+    )
+    if left:
+        line += f"; at most {left} left, about {_duration(left * mean)} at {_duration(mean)} a run"
+    return line
+
+
+def report_run(total: int, started: float) -> str | None:
+    """:func:`record_run` for a stage run by DVC (``DVC_ROOT`` set, Linux); ``None`` else."""
+    root = os.environ.get("DVC_ROOT")
+    process = dvc_process()
+    if not root or process is None:
+        return None
+    try:
+        return record_run(total, started, Path(root) / ".dvc" / "tmp", process)
+    except OSError:  # progress is a courtesy; never fail a run over it
+        return None
