@@ -318,7 +318,9 @@ def _over_bit_depth(max_value: int, bit_depth: int) -> str:
     )
 
 
-def _decode_or_reason(path: str, image_size: int, channels: int) -> _Result:
+def _decode_or_reason(
+    path: str, image_size: int, channels: int
+) -> tuple[np.ndarray | HighBitImage | None, str | None]:
     """Worker: the array (or :class:`HighBitImage`), or ``None`` and why the file was skipped."""
     try:
         with warnings.catch_warnings():
