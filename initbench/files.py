@@ -62,26 +62,31 @@ def write_npy(
     chunk: int = 4096,
 ) -> None:
     """Write ``array[rows]`` (all of ``array`` by default) as ``.npy``, atomically, with the
-    bytes of ``np.save``: the format's header, then ``chunk`` rows at a time, so no copy of
-    the selection is ever held whole (``array`` may be memory-mapped).
+    bytes of ``np.save``. With ``rows`` (integer indices along the first axis) the format's
+    header goes first, then ``chunk`` rows at a time, so no copy of the selection is ever
+    held whole (``array`` may be memory-mapped); without, ``np.save`` writes the array.
 
     Raises:
-        ValueError: ``array`` holds Python objects, which ``.npy`` can only pickle.
+        ValueError: ``array`` holds Python objects, which ``.npy`` can only pickle; or
+            ``rows`` is not integer indices (a boolean mask, say).
     """
     if array.dtype.hasobject:
         raise ValueError(f"{path}: cannot write an array of Python objects without pickle")
     if rows is None:
-        rows = np.arange(len(array)) if array.ndim else None
-    else:
-        rows = np.asarray(rows, dtype=np.int64)
-    shape = array.shape if rows is None else (len(rows), *array.shape[1:])
+        with atomic_writer(path) as f:
+            np.save(f, array, allow_pickle=False)
+        return
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or not (rows.size == 0 or np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError(f"{path}: rows must be a 1-D sequence of integer indices")
+    rows = rows.astype(np.int64)
     header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
-              "shape": shape}  # fmt: skip
+              "shape": (len(rows), *array.shape[1:])}  # fmt: skip
     with atomic_writer(path) as f:
-        np.lib.format.write_array_header_1_0(f, header)
-        if rows is None:  # a 0-d array
-            f.write(np.ascontiguousarray(array).tobytes())
-            return
+        try:
+            np.lib.format.write_array_header_1_0(f, header)
+        except ValueError:  # a header over 64 KiB (a dtype of thousands of fields)
+            np.lib.format.write_array_header_2_0(f, header)
         for start in range(0, len(rows), chunk):
             f.write(np.ascontiguousarray(array[rows[start : start + chunk]]).tobytes())
 

@@ -241,8 +241,10 @@ def _to_8bit_mode(image: Image.Image) -> Image.Image:
     losing range or transparency."""
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
-        low, high = float(np.nanmin(values)), float(np.nanmax(values))
-        if not (np.isfinite(values).all() and low >= 0 and high <= 65535):
+        if not np.isfinite(values).all():
+            raise ValueError("float pixels include NaN or infinity")
+        low, high = float(values.min()), float(values.max())
+        if low < 0 or high > 65535:
             raise ValueError(f"float pixels span {low:g}..{high:g}, outside 0..65535")
         scale = 255.0 if high <= 1 else 1.0 if high <= 255 else 1 / 257
         return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
@@ -318,9 +320,7 @@ def _over_bit_depth(max_value: int, bit_depth: int) -> str:
     )
 
 
-def _decode_or_reason(
-    path: str, image_size: int, channels: int
-) -> tuple[np.ndarray | HighBitImage | None, str | None]:
+def _decode_or_reason(path: str, image_size: int, channels: int) -> _Result:
     """Worker: the array (or :class:`HighBitImage`), or ``None`` and why the file was skipped."""
     try:
         with warnings.catch_warnings():

@@ -19,23 +19,34 @@ from initbench.files import write_json
 PREFIX = "initbench-compare-progress-"
 
 
-def dvc_process() -> int | None:
-    """PID of the nearest ancestor process that runs DVC (read from Linux's ``/proc``), or
-    ``None`` elsewhere or outside DVC."""
+def dvc_process() -> str | None:
+    """``<PID>-<start time>`` of the nearest ancestor process that runs DVC (read from
+    Linux's ``/proc``; the start time tells a reused PID apart), or ``None`` elsewhere or
+    outside DVC."""
     pid = os.getppid()
     for _ in range(6):
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return None
         names = [os.path.basename(os.fsdecode(arg)) for arg in args[:3]]
         if "dvc" in names or names[1:3] == ["-m", "dvc"]:
-            return pid
-        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the parent's PID
+            return f"{pid}-{stat[19]}"  # field 22 of stat: start time, in clock ticks
+        pid = int(stat[1])  # the parent's PID
         if pid <= 1:
             return None
     return None
+
+
+def _running(process: str) -> bool:
+    """Whether the process :func:`dvc_process` named ``process`` is still running."""
+    pid, _, started = process.partition("-")
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return stat[19] == started
 
 
 def _duration(seconds: float) -> str:
@@ -53,7 +64,7 @@ def record_run(
     total: int,
     started: float,
     folder: str | os.PathLike[str],
-    process: int,
+    process: str,
     now: float | None = None,
 ) -> str:
     """Add one finished run to ``process``'s progress file in ``folder``; return the line
@@ -61,8 +72,9 @@ def record_run(
     far; at most 29 left, about 15 min at 31 s a run``.
 
     ``total``: runs in the comparison (this repro runs those whose inputs changed, so at
-    most this many); ``started``: when this run began (``time.time()``). Files of DVC
-    processes that are gone are removed.
+    most this many); ``started``: when this run began (``time.time()``); ``process``: the
+    DVC process, as :func:`dvc_process` names it. Files of DVC processes that are gone (or
+    whose PID now belongs to a later process) are removed.
     """
     now = time.time() if now is None else now
     folder = Path(folder)
@@ -74,8 +86,8 @@ def record_run(
     state["runs"].append(round(now - started, 3))
     write_json(path, state)
     for other in folder.glob(f"{PREFIX}*.json"):
-        pid = other.stem.removeprefix(PREFIX)
-        if pid.isdigit() and int(pid) != process and not Path(f"/proc/{pid}").exists():
+        name = other.stem.removeprefix(PREFIX)
+        if name != process and not _running(name):
             other.unlink(missing_ok=True)
     done, mean = len(state["runs"]), sum(state["runs"]) / len(state["runs"])
     left = max(total - done, 0)

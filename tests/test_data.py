@@ -323,3 +323,29 @@ def test_channel_stats_of_rows_equal_those_of_the_selection():
     images = np.random.default_rng(4).integers(0, 256, (12, 3, 4, 4), dtype=np.uint8)
     rows = np.array([0, 3, 4, 10])
     assert data.channel_stats(images, chunk=3, rows=rows) == data.channel_stats(images[rows])
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12.0).reshape(3, 4).T,  # Fortran order: np.save keeps it
+        np.arange(24, dtype=np.int16).reshape(4, 6)[:, ::2],  # not contiguous
+        np.arange(6, dtype=">u4").reshape(3, 2),  # big-endian
+    ],
+)
+def test_write_npy_writes_np_saves_bytes_for_any_layout(tmp_path, array):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    files.write_npy(tmp_path / "a.npy", array)
+    assert (tmp_path / "a.npy").read_bytes() == buf.getvalue()
+    buf = io.BytesIO()
+    np.save(buf, array[[2, 0]], allow_pickle=False)
+    files.write_npy(tmp_path / "r.npy", array, [2, 0])
+    assert (tmp_path / "r.npy").read_bytes() == buf.getvalue()
+
+
+def test_write_npy_refuses_a_boolean_mask_as_rows(tmp_path):
+    with pytest.raises(ValueError, match="integer indices"):
+        files.write_npy(tmp_path / "m.npy", np.zeros((3, 2)), np.array([True, False, True]))

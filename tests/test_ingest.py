@@ -273,6 +273,11 @@ def test_float_or_integer_values_outside_sixteen_bits_skip_the_file_with_the_ran
     path = _save(tmp_path / "f.tif", Image.fromarray(np.full((8, 8), -3, np.float32)))
     with pytest.raises(ValueError, match=r"float pixels span -3\.\.-3"):
         ingest.decode_image(path, 8, 1)
+    values = np.full((8, 8), 0.5, np.float32)
+    values[0, 0] = np.nan
+    path = _save(tmp_path / "n.tif", Image.fromarray(values))
+    with pytest.raises(ValueError, match="float pixels include NaN or infinity"):
+        ingest.decode_image(path, 8, 1)
     path = _save(tmp_path / "i.tif", Image.fromarray(np.full((8, 8), 70000, np.int32)))
     with pytest.raises(ValueError, match=r"integer pixels span 70000\.\.70000"):
         ingest.decode_image(path, 8, 1)
