@@ -137,7 +137,7 @@ def train_autoencoder(
 
     model.train()
     optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
-             loss_fn=loss_fn, on_round=on_round, desc="autoencoder")  # fmt: skip
+             loss_fn=loss_fn, on_round=on_round, desc="autoencoder", device=device)  # fmt: skip
     return AutoencoderResult(
         history=history,
         train_loss=reconstruction_loss(model, normalize, train, device),

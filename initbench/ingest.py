@@ -265,6 +265,20 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
+def _unswap_tiff_size(image: Image.Image) -> None:
+    """Let Pillow 13's TIFF reader rotate a TIFF with EXIF orientation 5-8 upright.
+
+    The reader swaps width and height when it opens such a file, then decodes the stored
+    (unswapped) pixels into a buffer of the swapped size, which scrambles them; its own
+    rotation after decoding is right once the buffer has the stored size. Giving it that
+    size back is the whole fix (``tests/test_ingest.py`` checks every orientation, mode and
+    compression against the upright image).
+    """
+    stored = getattr(image, "_tile_size", None)
+    if image.format == "TIFF" and stored is not None and image.size != stored:
+        image._size = stored
+
+
 def _decode(
     path: str | os.PathLike[str], image_size: int, channels: int
 ) -> np.ndarray | HighBitImage:
@@ -276,6 +290,7 @@ def _decode(
         if image.format == "JPEG":
             # Reduced DCT scale only when both sides are >= 2x the target (module docstring).
             image.draft(None, (image_size, image_size))
+        _unswap_tiff_size(image)
         image.load()
         image = ImageOps.exif_transpose(image)
         if image.mode in _HIGH_BIT_MODES:

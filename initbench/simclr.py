@@ -164,7 +164,7 @@ def train_simclr(
         net = distributed.data_parallel(_TwoViews(model), device, seed)  # plain in 1 process
         model.train()
         optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=order_generator,
-                 loss_fn=loss_fn, on_round=on_round, desc="simclr")  # fmt: skip
+                 loss_fn=loss_fn, on_round=on_round, desc="simclr", device=device)  # fmt: skip
     return SimclrResult(
         history=history,
         loss=history[-1]["loss"],

@@ -8,6 +8,8 @@ split gets 1,100, so a low-label comparison would mostly measure under-training.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
 import random
@@ -25,6 +27,9 @@ from initbench.data import Split
 from initbench.errors import InitbenchError
 
 EVAL_BATCH_SIZE = 512
+#: On CUDA a training split moves to GPU memory when it takes at most this share of the
+#: free memory; otherwise its batches are copied over from pinned (page-locked) memory.
+DEVICE_DATA_SHARE = 0.5
 #: At most this many rounds (progress lines, val evaluations, history rows) per run: one
 #: per epoch when there are at most this many epochs, else evenly spaced steps.
 MAX_ROUNDS = 10
@@ -112,9 +117,89 @@ def run_info(device: torch.device) -> list[dict[str, object]]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "processes": distributed.world_size(),
+        "precision": mixed_precision(device).name,
     }
     env = {name: os.environ[name] for name in RUN_ENV if name in os.environ}
     return [info | ({"env": env} if env else {})]
+
+
+@dataclass(frozen=True)
+class MixedPrecision:
+    """How the training steps of :func:`optimize` compute: ``dtype`` is the autocast type of
+    the forward pass and loss (``None``: float32 throughout), and ``scaler`` the gradient
+    scaler that float16 needs (bfloat16 has float32's exponent range and needs none).
+
+    Micikevicius et al. 2018, "Mixed Precision Training"; PyTorch's ``torch.autocast`` and
+    ``torch.amp.GradScaler``. Weights and optimizer state stay float32.
+    """
+
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    @property
+    def name(self) -> str:
+        """``float32``, ``bfloat16 autocast`` or ``float16 autocast + grad scaler``."""
+        if self.dtype is None:
+            return "float32"
+        return f"{str(self.dtype).removeprefix('torch.')} autocast" + (
+            " + grad scaler" if self.scaler is not None else ""
+        )
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The context for one forward pass and loss on ``device``."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward pass and optimizer step, through the scaler when there is one (a step
+        whose scaled gradients overflowed is skipped and the scale lowered)."""
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+def mixed_precision(device: torch.device) -> MixedPrecision:
+    """The training precision for ``device``: float32 on CPU (deterministic, and CPUs
+    without native bfloat16 run it slower than float32); on CUDA bfloat16 autocast where
+    the GPU supports it (Ampere and later), else float16 autocast with a gradient scaler."""
+    if device.type != "cuda":
+        return MixedPrecision()
+    if torch.cuda.is_bf16_supported():
+        return MixedPrecision(torch.bfloat16)
+    return MixedPrecision(torch.float16, torch.amp.GradScaler("cuda"))
+
+
+def fits_on_device(nbytes: int, free_bytes: int, share: float = DEVICE_DATA_SHARE) -> bool:
+    """Whether data of ``nbytes`` bytes may stay in device memory with ``free_bytes`` free:
+    it may take at most ``share`` of it, leaving the rest to the model and activations."""
+    return nbytes <= share * free_bytes
+
+
+def keep_on_device(split: Split, device: torch.device) -> Split:
+    """``split`` with its images and labels in CUDA memory when they fit
+    (:func:`fits_on_device`), so training batches are gathered on the GPU with no copy
+    from the host; on CPU, or when they do not fit, ``split`` itself."""
+    if device.type != "cuda" or split.images.device.type == "cuda":
+        return split
+    free, _ = torch.cuda.mem_get_info(device)
+    if not fits_on_device(split.images.nbytes + split.labels.nbytes, free):
+        return split
+    return dataclasses.replace(
+        split, images=split.images.to(device), labels=split.labels.to(device)
+    )
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; a CPU tensor bound for CUDA goes through pinned memory with
+    an asynchronous copy, so the transfer overlaps the GPU's work on the previous step."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 class Normalize(nn.Module):
@@ -179,6 +264,7 @@ def train_batches(
         if world_size > 1:
             pad = -len(index) % world_size
             index = torch.cat([index, order.repeat(-(-pad // n))[:pad]])[rank::world_size]
+        index = index.to(split.images.device)  # a split kept in GPU memory is indexed there
         yield split.images[index], split.labels[index]
 
 
@@ -241,12 +327,18 @@ def optimize(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     on_round: Callable[[Round], None],
     desc: str,
+    device: torch.device | None = None,
+    precision: MixedPrecision | None = None,
     max_rounds: int = MAX_ROUNDS,
 ) -> None:
     """Run ``steps`` optimizer steps over seeded reshuffled passes of ``split``.
 
-    ``loss_fn(images, labels)`` gets each CPU batch of ``min(batch_size, len(split))`` images
-    and returns its mean loss. A pass whose last batch would hold a single image skips it
+    ``loss_fn(images, labels)`` gets each batch of ``min(batch_size, len(split))`` images,
+    already on ``device`` (default CPU), and returns its mean loss. It runs inside
+    ``precision``'s autocast (default :func:`mixed_precision` of ``device``: float32 on CPU).
+    On CUDA the split stays in GPU memory when it fits (:func:`keep_on_device`), else each
+    batch is copied from pinned memory (:func:`to_device`). The order of the batches and
+    so the result on CPU do not depend on either. A pass whose last batch would hold a single image skips it
     (BatchNorm in train mode cannot normalize one value per channel; the next pass is
     shuffled anew, so no image is left out for good). ``on_round`` is called at each of
     :func:`round_ends`. The caller sets train/eval modes (and may change them in
@@ -257,6 +349,9 @@ def optimize(
     images/s that ``on_round`` reports are those of the global batches. The step budget is
     the same as in a single process. Only each machine's first process shows a progress bar.
     """
+    device = torch.device("cpu") if device is None else device
+    precision = mixed_precision(device) if precision is None else precision
+    split = keep_on_device(split, device)
     per_epoch = steps_per_epoch(len(split), batch_size)
     batch_size = min(batch_size, len(split))
     ends = round_ends(steps, per_epoch, max_rounds)
@@ -268,10 +363,11 @@ def optimize(
     with tqdm(total=steps, desc=desc, leave=False, unit="step", disable=quiet) as bar:
         while step < steps:
             for images, labels in train_batches(split, batch_size, generator, rank, world):
-                loss = loss_fn(images, labels)
+                images, labels = to_device(images, device), to_device(labels, device)
+                with precision.autocast(device):
+                    loss = loss_fn(images, labels)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                precision.step(loss, optimizer)
                 step += 1
                 images_in_step = len(images) * world  # the global batch, padding included
                 loss_sum += distributed.mean_over_ranks(loss) * images_in_step
@@ -404,5 +500,5 @@ def fit(
 
     train_mode()
     optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
-             loss_fn=loss_fn, on_round=on_round, desc="train")  # fmt: skip
+             loss_fn=loss_fn, on_round=on_round, desc="train", device=device)  # fmt: skip
     return history

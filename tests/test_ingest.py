@@ -342,6 +342,60 @@ def test_without_exif_tag_top_and_bottom_match(tmp_path):
     assert array[:, 0].mean() < 60 and array[:, -1].mean() > 195  # still left dark, right light
 
 
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # EXIF orientation -> the transpose that makes the stored image upright (EXIF 2.3, 4.6.4)
+
+
+def _asymmetric(mode: str) -> Image.Image:
+    values = np.random.default_rng(0).integers(0, 256, (8, 12, 3))  # 12 wide, 8 high
+    if mode == "RGB":
+        return Image.fromarray(values.astype(np.uint8))
+    if mode == "L":
+        return Image.fromarray(values[:, :, 0].astype(np.uint8))
+    return Image.fromarray((values[:, :, 0] * 257).astype(np.uint16))  # I;16
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+@pytest.mark.parametrize(
+    ("suffix", "options"),
+    [
+        (".tif", {}),
+        (".tif", {"compression": "tiff_lzw"}),
+        (".tif", {"rows_per_strip": 1}),
+        (".png", {}),
+    ],
+)
+def test_every_exif_orientation_decodes_upright(tmp_path, orientation, mode, suffix, options):
+    """Pillow 13 scrambled TIFFs with orientation 5-8 (and mis-rotated some others); the
+    decoded image must equal the upright image saved without a tag, for every orientation."""
+    image = _asymmetric(mode)
+    upright = image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
+    reference = _save(tmp_path / f"upright{suffix}", upright)
+    tagged = tmp_path / f"tagged{suffix}"
+    if suffix == ".tif":
+        info = {274: orientation} | ({278: 1} if options.get("rows_per_strip") else {})
+        compression = {"compression": options["compression"]} if "compression" in options else {}
+        image.save(tagged, tiffinfo=info, **compression)
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        image.save(tagged, exif=exif)
+    with Image.open(tagged) as check:
+        assert check.getexif().get(0x0112) == orientation  # the tag was written
+    for channels in (1, 3):
+        got = ingest.decode_image(tagged, 8, channels, bit_depth=16 if mode == "I;16" else None)
+        want = ingest.decode_image(reference, 8, channels, bit_depth=16 if mode == "I;16" else None)
+        np.testing.assert_array_equal(got, want)
+
+
 # --------------------------------------------------------------------------- bad files
 
 

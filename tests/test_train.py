@@ -1,3 +1,5 @@
+from contextlib import nullcontext
+
 import pytest
 import torch
 from torch import nn
@@ -319,3 +321,69 @@ def test_the_history_file_grows_round_by_round_during_training(tmp_path):
     assert [len(rows) for rows in on_disk] == list(range(1, len(history) + 1))
     assert on_disk[-1] == history
     assert [p.name for p in path.parent.iterdir()] == ["history.json"]  # no temp file left
+
+
+def test_cpu_trains_in_float32_and_cuda_in_bfloat16_or_float16_with_a_scaler(monkeypatch):
+    cpu = train.mixed_precision(CPU)
+    assert cpu.dtype is None and cpu.scaler is None and cpu.name == "float32"
+    assert train.run_info(CPU)[0]["precision"] == "float32"
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    bf16 = train.mixed_precision(cuda)
+    assert bf16.dtype == torch.bfloat16 and bf16.scaler is None
+    assert bf16.name == "bfloat16 autocast"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
+        fp16 = train.mixed_precision(cuda)  # the scaler warns (and disables itself) off CUDA
+    assert fp16.dtype == torch.float16 and isinstance(fp16.scaler, torch.amp.GradScaler)
+    assert fp16.name == "float16 autocast + grad scaler"
+
+
+def test_optimize_runs_the_loss_under_autocast_and_steps_through_the_scaler():
+    """The mixed-precision path that CUDA takes, run on CPU: bfloat16 autocast and a
+    gradient scaler (CPU has both), so the loop's use of them is exercised here."""
+    set_seed(0)
+    model = build_classifier(1, 16, 3, **ARCH)
+    scaler = torch.amp.GradScaler("cpu", init_scale=16.0, growth_interval=1)
+    precision = train.MixedPrecision(torch.bfloat16, scaler)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def loss_fn(images, labels):
+        logits = model(NORMALIZE(images))
+        seen.append((torch.is_autocast_enabled("cpu"), logits.dtype))
+        return nn.functional.cross_entropy(logits, labels)
+
+    rounds = []
+    train.optimize(torch.optim.Adam(model.parameters(), lr=0.01), _toy_split(), batch_size=16,
+                   steps=6, generator=torch.Generator().manual_seed(0), loss_fn=loss_fn,
+                   on_round=rounds.append, desc="amp", device=CPU, precision=precision)  # fmt: skip
+    assert seen == [(True, torch.bfloat16)] * 6
+    assert scaler.get_scale() == 16.0 * 2**6  # every step went through scaler.update
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32
+    assert not _equal_states(before, model.state_dict())
+    assert all(torch.isfinite(torch.tensor(r.loss)) for r in rounds)
+
+
+def test_cpu_batches_are_neither_copied_nor_pinned():
+    split = _toy_split()
+    assert train.keep_on_device(split, CPU) is split
+    assert train.to_device(split.images, CPU) is split.images
+
+
+def test_data_stays_on_the_gpu_only_when_it_takes_at_most_half_the_free_memory():
+    assert train.fits_on_device(500, 1000) and not train.fits_on_device(501, 1000)
+    assert train.fits_on_device(0, 0) and not train.fits_on_device(1, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_keeps_the_split_on_the_gpu_and_pins_host_batches():
+    cuda = torch.device("cuda")
+    split = _toy_split()
+    kept = train.keep_on_device(split, cuda)
+    assert kept.images.is_cuda and kept.labels.is_cuda
+    assert train.to_device(split.images, cuda).is_cuda
+    set_seed(0)
+    model = build_classifier(1, 16, 3, **ARCH).to(cuda)
+    history = _fit(model, split, _toy_split(30, seed=1), device=cuda)
+    assert history[-1]["train_accuracy"] > 0.5
