@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, in one short run (about 5 minutes) on a machine with CUDA and PyTorch:
+#   0. the CUDA tests of tests/test_train.py, when pytest is installed;
 #   1. the throughput of each model and `benchmarks/bench.py` on the GPU;
 #   2. a one-epoch pass of every pipeline stage for one seed (the commands of dvc.yaml,
 #      run in order in a scratch copy, with `dvc repro` itself when dvc is installed),
@@ -18,6 +19,12 @@ export PYTHONUNBUFFERED=1
 echo "== machine"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+echo "== CUDA tests (mixed precision, data kept on the GPU, pinned batches)"
+if $PY -c "import pytest" 2>/dev/null; then
+    $PY -m pytest -q -p no:cacheprovider "$REPO/tests/test_train.py" -k "cuda or autocast" \
+        || echo "CUDA tests FAILED"
+fi
 
 echo "== throughput"
 $PY "$REPO/benchmarks/throughput.py" --device "$DEVICE" --steps 20
