@@ -1,9 +1,10 @@
 """Several processes, one model: the ``torchrun`` launch and PyTorch DDP.
 
 A training stage with ``nproc_per_node: 1`` (the default) runs in its own process; here
-it only meets cheap checks that find no process group, and its results are unchanged. With ``nproc_per_node: N > 1`` (or
-torchrun's ``PET_NNODES`` set, for several machines) the stage re-executes itself under
-``python -m torch.distributed.run`` (torchrun), which starts ``N`` copies of it per machine.
+it only meets cheap checks that find no process group, and its results are unchanged.
+With ``nproc_per_node: N > 1`` (or torchrun's ``PET_NNODES`` set, for several machines)
+the stage re-executes itself under ``python -m torch.distributed.run`` (torchrun), which
+starts ``N`` copies of it per machine.
 Each copy joins the process group from torchrun's environment (NCCL on CUDA, gloo on CPU)
 and trains its share of every global batch in a ``DistributedDataParallel`` model.
 
