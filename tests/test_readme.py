@@ -1,0 +1,38 @@
+"""The README's commands name columns and keys that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _exp_show_keeps() -> list[str]:
+    lines = (REPO / "README.md").read_text().splitlines()
+    commands = [
+        line.split("#")[0] for line in lines if line.startswith("dvc exp show") and "--keep" in line
+    ]
+    keeps = []
+    for command in commands:
+        words = shlex.split(command)
+        keeps.append(words[words.index("--keep") + 1])
+    return keeps
+
+
+def test_the_readme_exp_show_keep_pattern_keeps_the_accuracies_and_the_init():
+    """DVC keeps a column whose name ``re.match``es the pattern (dvc exp show --keep)."""
+    keeps = _exp_show_keeps()
+    assert keeps, "the README shows no `dvc exp show --keep` command"
+    metrics = json.loads((REPO / "metrics" / "finetune.json").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    wanted = ["Experiment", "test_accuracy", "macro_f1", "init"]
+    assert all(name in metrics for name in wanted[1:3]) and "init" in params
+    for keep in keeps:
+        pattern = re.compile(keep)
+        assert all(pattern.match(name) for name in wanted), keep
+        assert not pattern.match("model.channels"), keep  # it keeps a few columns, not all
