@@ -1,8 +1,9 @@
 """Typed, validated params.yaml.
 
-Each section of params.yaml becomes a frozen dataclass. A missing or unknown
-key, a wrong type or a value out of range raises :class:`ParamsError` with a
-one-line message that names the key, before any work starts.
+Each section of params.yaml becomes a frozen pydantic dataclass (a standard dataclass, so
+``dataclasses.asdict`` and ``replace`` work). A missing or unknown key, a wrong type or a
+value out of range raises :class:`ParamsError` with a one-line message that names the key,
+before any work starts.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import dataclasses
 import math
 import re
 import typing
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from initbench.errors import ParamsError
 
@@ -77,54 +80,56 @@ def _fail(key: str, message: str) -> typing.NoReturn:
     raise ParamsError(f"{key} {message}")
 
 
-def _check_fraction(key: str, value: float, *, allow_one: bool = False) -> None:
-    upper_ok = value <= 1 if allow_one else value < 1
-    if not (value > 0 and upper_ok):
-        interval = "(0, 1]" if allow_one else "(0, 1)"
-        _fail(key, f"must be in {interval}, got {value}")
+def _rule(ok: Callable[[Any], bool], message: str) -> AfterValidator:
+    """A check of the converted value: ``ValueError(message.format(value))`` unless ``ok``."""
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise ValueError(message.format(value))
+        return value
+
+    return AfterValidator(check)
 
 
-def _check_min(key: str, value: float, minimum: float) -> None:
-    if value < minimum:
-        _fail(key, f"must be >= {minimum}, got {value}")
+#: A section: a frozen standard dataclass that pydantic validates on construction.
+_section = dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+
+# YAML types as params.yaml means them: no strings read as numbers, no bools as numbers;
+# ints are accepted for floats (and become floats).
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+# Int bounds are Field()s; float rules check the float the input became (0 -> "got 0.0").
+Count = Annotated[Int, Field(ge=1)]
+NonNegative = Annotated[Int, Field(ge=0)]
+Positive = Annotated[Float, _rule(lambda v: v > 0, "must be > 0, got {!r}")]
+Fraction = Annotated[Float, _rule(lambda v: 0 < v < 1, "must be in (0, 1), got {!r}")]
+LabelFraction = Annotated[Float, _rule(lambda v: 0 < v <= 1, "must be in (0, 1], got {!r}")]
 
 
-def _check_training(section: str, epochs: int, min_steps: int, lr: float, batch_size: int) -> None:
-    _check_min(f"{section}.epochs", epochs, 1)
-    _check_min(f"{section}.min_steps", min_steps, 0)
-    _check_min(f"{section}.batch_size", batch_size, 1)
-    if not lr > 0:
-        _fail(f"{section}.lr", f"must be > 0, got {lr}")
-
-
-@dataclass(frozen=True)
+@_section
 class DataParams:
     """How ``ingest`` turns image files into arrays, and how it splits them."""
 
-    image_size: int
-    channels: int
-    val_fraction: float
-    test_fraction: float
-    split_seed: int
+    image_size: Count
+    channels: Annotated[
+        Int, _rule(lambda v: v in (1, 3), "must be 1 (grayscale) or 3 (RGB), got {!r}")
+    ]
+    val_fraction: Fraction
+    test_fraction: Fraction
+    split_seed: NonNegative
     #: ``"auto"`` or one of :data:`BIT_DEPTHS`: how many bits of a 16-bit image hold data
-    bit_depth: object
+    bit_depth: Annotated[
+        object,
+        _rule(
+            lambda v: v == "auto" or (type(v) is int and v in BIT_DEPTHS),
+            f"must be auto or one of: {', '.join(map(str, BIT_DEPTHS))}"
+            " (the bits of data in 16-bit images), got {!r}",
+        ),
+    ]
 
     def __post_init__(self) -> None:
-        _check_min("data.split_seed", self.split_seed, 0)
-        if self.bit_depth != "auto" and (
-            type(self.bit_depth) is not int or self.bit_depth not in BIT_DEPTHS
-        ):
-            _fail(
-                "data.bit_depth",
-                "must be auto or one of: "
-                + ", ".join(map(str, BIT_DEPTHS))
-                + f" (the bits of data in 16-bit images), got {self.bit_depth!r}",
-            )
-        if self.channels not in (1, 3):
-            _fail("data.channels", f"must be 1 (grayscale) or 3 (RGB), got {self.channels}")
-        _check_min("data.image_size", self.image_size, 1)
-        _check_fraction("data.val_fraction", self.val_fraction)
-        _check_fraction("data.test_fraction", self.test_fraction)
         total = self.val_fraction + self.test_fraction
         if total >= 1:
             _fail(
@@ -133,129 +138,103 @@ class DataParams:
             )
 
 
-@dataclass(frozen=True)
+@_section
 class ModelParams:
     """The lab report's CNN: conv blocks (3x3 conv, BatchNorm, LeakyReLU, pool, dropout), dense head."""
 
-    channels: list[int]
-    dropout: list[float]
-    hidden: int
-    head_dropout: float
+    channels: list[Count]
+    dropout: list[
+        Annotated[Float, _rule(lambda v: 0 <= v < 1, "rates must be in [0, 1), got {!r}")]
+    ]
+    hidden: Count
+    head_dropout: Annotated[Float, _rule(lambda v: 0 <= v < 1, "must be in [0, 1), got {!r}")]
 
     def __post_init__(self) -> None:
         if not self.channels:
             _fail("model.channels", "must list at least one conv block width")
-        for width in self.channels:
-            _check_min("model.channels", width, 1)
         if len(self.dropout) != len(self.channels):
             _fail(
                 "model.dropout",
                 f"must have one entry per conv block ({len(self.channels)}, as model.channels), "
                 f"got {len(self.dropout)}",
             )
-        for rate in self.dropout:
-            if not 0 <= rate < 1:
-                _fail("model.dropout", f"rates must be in [0, 1), got {rate}")
-        if not 0 <= self.head_dropout < 1:
-            _fail("model.head_dropout", f"must be in [0, 1), got {self.head_dropout}")
-        _check_min("model.hidden", self.hidden, 1)
 
 
-@dataclass(frozen=True)
+@_section
 class PatchesParams:
     """Patch sampling and whitening for the k-means init (Coates & Ng 2011)."""
 
-    size: int
-    per_image: int
-    max_images: int
-    min_std: float
-    whiten: bool
-    epsilon: float
+    size: Annotated[
+        Int,
+        _rule(
+            lambda v: v == CONV1_KERNEL,
+            f"must equal conv1's kernel size {CONV1_KERNEL}, got {{!r}}",
+        ),
+    ]
+    per_image: Count
+    max_images: Count
+    min_std: Annotated[
+        Float,
+        _rule(lambda v: v >= 0 and math.isfinite(v), "must be a finite number >= 0, got {!r}"),
+    ]
+    whiten: Bool
+    epsilon: Positive
 
-    def __post_init__(self) -> None:
-        if self.size != CONV1_KERNEL:
-            _fail("patches.size", f"must equal conv1's kernel size {CONV1_KERNEL}, got {self.size}")
-        _check_min("patches.per_image", self.per_image, 1)
-        _check_min("patches.max_images", self.max_images, 1)
-        if not (self.min_std >= 0 and math.isfinite(self.min_std)):
-            _fail("patches.min_std", f"must be a finite number >= 0, got {self.min_std}")
-        if not self.epsilon > 0:
-            _fail("patches.epsilon", f"must be > 0, got {self.epsilon}")
 
-
-@dataclass(frozen=True)
+@_section
 class KmeansParams:
     """k-means on whitened patches; the centroids become conv1's filters."""
 
-    clusters: int
-
-    def __post_init__(self) -> None:
-        _check_min("kmeans.clusters", self.clusters, 1)
+    clusters: Count
 
 
-@dataclass(frozen=True)
+@_section
 class AutoencoderParams:
     """Convolutional autoencoder pretraining of the encoder (MSE reconstruction)."""
 
-    epochs: int
-    min_steps: int
-    lr: float
-    batch_size: int
-
-    def __post_init__(self) -> None:
-        _check_training("autoencoder", self.epochs, self.min_steps, self.lr, self.batch_size)
+    epochs: Count
+    min_steps: NonNegative
+    lr: Positive
+    batch_size: Count
 
 
-@dataclass(frozen=True)
+@_section
 class SimclrParams:
     """SimCLR contrastive pretraining (Chen et al. 2020)."""
 
-    epochs: int
-    min_steps: int
-    lr: float
-    batch_size: int
-    temperature: float
-    projection_dim: int
+    epochs: Count
+    min_steps: NonNegative
+    lr: Positive
+    batch_size: Count
+    temperature: Positive
+    projection_dim: Count
 
     def __post_init__(self) -> None:
-        _check_training("simclr", self.epochs, self.min_steps, self.lr, self.batch_size)
         if self.batch_size < 2:
             _fail(
                 "simclr.batch_size",
                 f"must be >= 2 so each batch has negatives, got {self.batch_size}",
             )
-        if not self.temperature > 0:
-            _fail("simclr.temperature", f"must be > 0, got {self.temperature}")
-        _check_min("simclr.projection_dim", self.projection_dim, 1)
 
 
-@dataclass(frozen=True)
+@_section
 class FinetuneParams:
     """Supervised training of the classifier from an init checkpoint."""
 
-    epochs: int
-    min_steps: int
-    lr: float
-    batch_size: int
-    label_fraction: float
-    freeze_encoder: bool
-
-    def __post_init__(self) -> None:
-        _check_training("finetune", self.epochs, self.min_steps, self.lr, self.batch_size)
-        _check_fraction("finetune.label_fraction", self.label_fraction, allow_one=True)
+    epochs: Count
+    min_steps: NonNegative
+    lr: Positive
+    batch_size: Count
+    label_fraction: LabelFraction
+    freeze_encoder: Bool
 
 
-@dataclass(frozen=True)
+@_section
 class LinearProbeParams:
     """Multinomial logistic regression on the frozen encoder's features (scikit-learn)."""
 
-    C: float  # scikit-learn's name: inverse L2 regularization strength
-    max_iter: int
-
-    def __post_init__(self) -> None:
-        if not self.C > 0:
-            _fail("linear_probe.C", f"must be > 0, got {self.C}")
-        _check_min("linear_probe.max_iter", self.max_iter, 1)
+    C: Positive  # scikit-learn's name: inverse L2 regularization strength
+    max_iter: Count
 
 
 def _check_unique(key: str, values: list[Any]) -> None:
@@ -266,14 +245,14 @@ def _check_unique(key: str, values: list[Any]) -> None:
         _fail(key, f"lists {repeated[0]!r} more than once")
 
 
-@dataclass(frozen=True)
+@_section
 class CompareParams:
     """The comparison: every init x seed x label fraction, fine-tuned and linearly probed,
     paired by seed."""
 
-    inits: list[str]
-    seeds: list[int]
-    label_fractions: list[float]
+    inits: list[Str]
+    seeds: list[NonNegative]
+    label_fractions: list[LabelFraction]
 
     def __post_init__(self) -> None:
         _check_unique("compare.inits", self.inits)
@@ -284,26 +263,30 @@ class CompareParams:
         if "random" not in self.inits:
             _fail("compare.inits", "must include random: every init is compared with it")
         _check_unique("compare.seeds", self.seeds)
-        for seed in self.seeds:
-            _check_min("compare.seeds", seed, 0)
         _check_unique("compare.label_fractions", self.label_fractions)
-        for fraction in self.label_fractions:
-            _check_fraction("compare.label_fractions", fraction, allow_one=True)
         percents = [f"{fraction * 100:g}%" for fraction in self.label_fractions]
         if len(set(percents)) < len(percents):
             _fail("compare.label_fractions", f"has values that round to the same percentage "
                                              f"({', '.join(percents)}); keep them apart")  # fmt: skip
 
 
-@dataclass(frozen=True)
+@_section
 class Params:
     """All of params.yaml. Cross-section rules are checked here."""
 
-    init: str
-    seed: int
-    device: str
-    threads: int
-    nproc_per_node: int
+    init: Annotated[
+        Str,
+        _rule(
+            lambda v: v in INIT_STRATEGIES,
+            f"must be one of: {', '.join(INIT_STRATEGIES)} (got {{!r}})",
+        ),
+    ]
+    seed: NonNegative
+    device: Annotated[
+        Str, _rule(lambda v: v in DEVICES, f"must be one of: {', '.join(DEVICES)} (got {{!r}})")
+    ]
+    threads: NonNegative
+    nproc_per_node: Count
     data: DataParams
     model: ModelParams
     patches: PatchesParams
@@ -315,13 +298,6 @@ class Params:
     compare: CompareParams
 
     def __post_init__(self) -> None:
-        if self.init not in INIT_STRATEGIES:
-            _fail("init", f"must be one of: {', '.join(INIT_STRATEGIES)} (got {self.init!r})")
-        if self.device not in DEVICES:
-            _fail("device", f"must be one of: {', '.join(DEVICES)} (got {self.device!r})")
-        _check_min("seed", self.seed, 0)
-        _check_min("threads", self.threads, 0)
-        _check_min("nproc_per_node", self.nproc_per_node, 1)
         if self.seed not in self.compare.seeds:
             _fail(
                 "seed",
@@ -351,59 +327,54 @@ class Params:
             )
 
 
-def _convert(key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type hint ``hint``; ints are accepted for floats."""
-    origin = typing.get_origin(hint)
-    if origin is list:
-        (item_hint,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            _fail(key, f"must be a list of {item_hint.__name__}, got {value!r}")
-        return [_convert(key, item, item_hint) for item in value]
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)
-    if hint is object:  # any YAML value; the dataclass's own check names what is allowed
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            _fail(key, f"must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(key, f"must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(key, f"must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            _fail(key, f"must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported type hint {hint!r} for {key}")  # a bug in this module
+_PARAMS = TypeAdapter(Params)
+_UNKNOWN = ("unexpected_keyword_argument", "invalid_key")  # pydantic's error types for a bad key
+#: the rest of the message after the key, by pydantic error type
+_WORDING = {
+    "missing": "is missing",
+    "int_type": "must be an integer, got {input!r}",
+    "float_type": "must be a number, got {input!r}",
+    "bool_type": "must be true or false, got {input!r}",
+    "string_type": "must be a string, got {input!r}",
+    "list_type": "must be a list of {item}, got {input!r}",
+    "dataclass_type": "must be a mapping of keys, got {input!r}",
+    "greater_than_equal": "must be >= {ge}, got {input!r}",
+}
 
 
-def _build(cls: type, raw: Any, prefix: str = "") -> Any:
-    if not isinstance(raw, dict):
-        _fail(prefix or "(top level)", f"must be a mapping of keys, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    dotted = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
-    unknown = sorted(set(raw) - set(names), key=str)
-    if unknown:
-        _fail(dotted(unknown[0]), f"is not a known key; valid keys here: {', '.join(names)}")
-    missing = [n for n in names if n not in raw]
-    if missing:
-        _fail(dotted(missing[0]), "is missing")
-    values = {n: _convert(dotted(n), raw[n], hints[n]) for n in names}
-    return cls(**values)
+def _hint(keys: tuple[str, ...]) -> Any:
+    """The section class or the type (Annotated stripped) at ``keys``, a path from Params."""
+    hint: Any = Params
+    for key in keys:
+        hint = typing.get_type_hints(hint)[key]
+    return hint
+
+
+def _message(error: Any) -> str:
+    """One pydantic error as ``"<dotted key> <what is wrong>"``, in this module's words."""
+    loc, kind, ctx = error["loc"], error["type"], error.get("ctx", {})
+    if kind in _UNKNOWN:
+        valid = ", ".join(field.name for field in dataclasses.fields(_hint(loc[:-1])))
+        return f"{'.'.join(map(str, loc))} is not a known key; valid keys here: {valid}"
+    if isinstance(ctx.get("error"), ParamsError):  # a rule across keys: it names its key
+        return str(ctx["error"])
+    keys = tuple(part for part in loc if isinstance(part, str))  # list indexes left out
+    key = ".".join(keys) or "(top level)"
+    if kind == "value_error":  # a _rule
+        return f"{key} {ctx['error']}"
+    if kind not in _WORDING:
+        return f"{key}: {error['msg']}"
+    item = typing.get_args(_hint(keys))[0].__name__ if kind == "list_type" else ""
+    return f"{key} {_WORDING[kind].format(input=error['input'], item=item, **ctx)}"
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Validate a parsed params mapping. Raises: ParamsError, ``"<source>: <key> ..."``."""
     try:
-        return _build(Params, raw)
-    except ParamsError as exc:
-        raise ParamsError(f"{source}: {exc}") from None
+        return _PARAMS.validate_python(raw)
+    except ValidationError as exc:  # one problem, in field order; an unknown key (a typo) first
+        first = min(exc.errors(), key=lambda error: error["type"] not in _UNKNOWN)
+        raise ParamsError(f"{source}: {_message(first)}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
