@@ -268,11 +268,12 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 def _unswap_tiff_size(image: Image.Image) -> None:
     """Let Pillow 13's TIFF reader rotate a TIFF with EXIF orientation 5-8 upright.
 
-    The reader swaps width and height when it opens such a file, then decodes the stored
-    (unswapped) pixels into a buffer of the swapped size, which scrambles them; its own
-    rotation after decoding is right once the buffer has the stored size. Giving it that
+    The reader swaps width and height when it opens such a file. An uncompressed TIFF of
+    one strip or tile, opened from a path, is then memory-mapped with the swapped size,
+    which scrambles its pixels (other TIFFs decode into a buffer of the stored size). Its
+    own rotation after decoding is right once the image has the stored size. Giving it that
     size back is the whole fix (``tests/test_ingest.py`` checks every orientation, mode and
-    compression against the upright image).
+    layout against the upright image).
     """
     stored = getattr(image, "_tile_size", None)
     if image.format == "TIFF" and stored is not None and image.size != stored:

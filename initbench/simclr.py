@@ -135,8 +135,9 @@ def train_simclr(
 
     def loss_fn(images: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
         images = images.to(device).float() / 255.0
-        view1 = simclr_view(images, view_generator, augment)
-        view2 = simclr_view(images, view_generator, augment)
+        with torch.autocast(device.type, enabled=False):  # views in float32 at any precision
+            view1 = simclr_view(images, view_generator, augment)
+            view2 = simclr_view(images, view_generator, augment)
         z1, z2 = net(normalize.standardize(view1), normalize.standardize(view2))
         return gathered_nt_xent(z1, z2, temperature)
 

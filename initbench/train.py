@@ -166,10 +166,12 @@ class MixedPrecision:
 def mixed_precision(device: torch.device) -> MixedPrecision:
     """The training precision for ``device``: float32 on CPU (deterministic, and CPUs
     without native bfloat16 run it slower than float32); on CUDA bfloat16 autocast where
-    the GPU supports it (Ampere and later), else float16 autocast with a gradient scaler."""
+    the GPU has bfloat16 units (compute capability 8.0 and later: Ampere, Hopper, ...),
+    else float16 autocast with a gradient scaler (``torch.cuda.is_bf16_supported`` is
+    true on older GPUs too, where bfloat16 is emulated and slow)."""
     if device.type != "cuda":
         return MixedPrecision()
-    if torch.cuda.is_bf16_supported():
+    if torch.cuda.get_device_capability(device)[0] >= 8:
         return MixedPrecision(torch.bfloat16)
     return MixedPrecision(torch.float16, torch.amp.GradScaler("cuda"))
 
@@ -187,6 +189,8 @@ def keep_on_device(split: Split, device: torch.device) -> Split:
     if device.type != "cuda" or split.images.device.type == "cuda":
         return split
     free, _ = torch.cuda.mem_get_info(device)
+    # Memory PyTorch's caching allocator holds but does not use is free to us, not to CUDA.
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if not fits_on_device(split.images.nbytes + split.labels.nbytes, free):
         return split
     return dataclasses.replace(
@@ -195,8 +199,9 @@ def keep_on_device(split: Split, device: torch.device) -> Split:
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``tensor`` on ``device``; a CPU tensor bound for CUDA goes through pinned memory with
-    an asynchronous copy, so the transfer overlaps the GPU's work on the previous step."""
+    """``tensor`` on ``device``; a CPU tensor bound for CUDA is copied into pinned
+    (page-locked) memory first, from which the transfer to the GPU is a direct, asynchronous
+    DMA copy."""
     if device.type == "cuda" and tensor.device.type == "cpu":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)

@@ -357,13 +357,18 @@ def _asymmetric(mode: str) -> Image.Image:
     values = np.random.default_rng(0).integers(0, 256, (8, 12, 3))  # 12 wide, 8 high
     if mode == "RGB":
         return Image.fromarray(values.astype(np.uint8))
+    if mode == "RGBA":
+        alpha = np.where(values[:, :, :1] > 128, 255, 0)  # opaque or clear: composited on white
+        return Image.fromarray(np.concatenate([values, alpha], axis=2).astype(np.uint8))
+    if mode == "P":
+        return Image.fromarray(values.astype(np.uint8)).quantize(16)
     if mode == "L":
         return Image.fromarray(values[:, :, 0].astype(np.uint8))
     return Image.fromarray((values[:, :, 0] * 257).astype(np.uint16))  # I;16
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16"])
 @pytest.mark.parametrize(
     ("suffix", "options"),
     [
@@ -374,8 +379,8 @@ def _asymmetric(mode: str) -> Image.Image:
     ],
 )
 def test_every_exif_orientation_decodes_upright(tmp_path, orientation, mode, suffix, options):
-    """Pillow 13 scrambled TIFFs with orientation 5-8 (and mis-rotated some others); the
-    decoded image must equal the upright image saved without a tag, for every orientation."""
+    """Pillow 13 scrambled uncompressed one-strip TIFFs with orientation 5-8; the decoded
+    image must equal the upright image saved without a tag, for every orientation."""
     image = _asymmetric(mode)
     upright = image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
     reference = _save(tmp_path / f"upright{suffix}", upright)

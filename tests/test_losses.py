@@ -95,3 +95,18 @@ def test_invariant_to_input_scale():
 def test_bad_inputs_are_refused(z1, z2, temperature, match):
     with pytest.raises(ValueError, match=match):
         nt_xent(z1, z2, temperature)
+
+
+def test_computed_in_float32_under_bfloat16_autocast():
+    """Mixed-precision training runs the loss inside autocast; NT-Xent must not follow it
+    into bfloat16, which rounds similarities near 1 in steps of about 0.004."""
+    generator = torch.Generator().manual_seed(0)
+    z1 = torch.randn(32, 16, generator=generator)
+    z2 = z1 + 0.01 * torch.randn(32, 16, generator=generator)  # positives near 1
+    expected = nt_xent(z1, z2, 0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = nt_xent(z1.bfloat16(), z2.bfloat16(), 0.1)
+        in_float32 = nt_xent(z1, z2, 0.1)
+    assert got.dtype == in_float32.dtype == torch.float32
+    assert torch.equal(in_float32, expected)
+    assert torch.allclose(got, expected, rtol=0, atol=5e-3)  # only the inputs were rounded

@@ -30,8 +30,8 @@ def test_the_readme_exp_show_keep_pattern_keeps_the_accuracies_and_the_init():
     assert keeps, "the README shows no `dvc exp show --keep` command"
     metrics = json.loads((REPO / "metrics" / "finetune.json").read_text())
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    wanted = ["Experiment", "test_accuracy", "macro_f1", "init"]
-    assert all(name in metrics for name in wanted[1:3]) and "init" in params
+    wanted = ["Experiment", "test_accuracy", "macro_f1", "init", "seed"]
+    assert all(name in metrics for name in wanted[1:3]) and {"init", "seed"} <= params.keys()
     for keep in keeps:
         pattern = re.compile(keep)
         assert all(pattern.match(name) for name in wanted), keep

@@ -158,3 +158,29 @@ def test_train_simclr_survives_a_last_batch_of_one_image():
     # one step a pass: the single-image batch is skipped, not counted
     assert result.history[-1]["step"] == 2 and result.history[-1]["epoch"] == 2.0
     assert result.loss > 0
+
+
+def test_views_stay_float32_when_the_model_runs_in_mixed_precision(monkeypatch):
+    """On CUDA the step runs under bfloat16 autocast; the augmentation must not (its
+    sampling grid would be rounded, so a seed's views would depend on the precision)."""
+    import initbench.simclr as simclr_module
+    from initbench import train as train_module
+
+    monkeypatch.setattr(train_module, "mixed_precision",
+                        lambda device: train_module.MixedPrecision(torch.bfloat16))  # fmt: skip
+    seen = []
+    original = simclr_module.simclr_view
+
+    def view(images, generator, config):
+        out = original(images, generator, config)
+        seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+
+    monkeypatch.setattr(simclr_module, "simclr_view", view)
+    set_seed(0)
+    model = _model()
+    outputs = []
+    model.head.register_forward_hook(lambda module, inputs, output: outputs.append(output.dtype))
+    _train(model, _split(), _split(20, seed=1), epochs=1)
+    assert seen and set(seen) == {(False, torch.float32)}
+    assert set(outputs) >= {torch.bfloat16}  # the model itself did run in bfloat16

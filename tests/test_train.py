@@ -328,11 +328,12 @@ def test_cpu_trains_in_float32_and_cuda_in_bfloat16_or_float16_with_a_scaler(mon
     assert cpu.dtype is None and cpu.scaler is None and cpu.name == "float32"
     assert train.run_info(CPU)[0]["precision"] == "float32"
     cuda = torch.device("cuda")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))  # Hopper
     bf16 = train.mixed_precision(cuda)
     assert bf16.dtype == torch.bfloat16 and bf16.scaler is None
     assert bf16.name == "bfloat16 autocast"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    # Turing (7.5): torch.cuda.is_bf16_supported() says yes (emulated), yet float16 is right
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
         fp16 = train.mixed_precision(cuda)  # the scaler warns (and disables itself) off CUDA
     assert fp16.dtype == torch.float16 and isinstance(fp16.scaler, torch.amp.GradScaler)
@@ -377,13 +378,21 @@ def test_data_stays_on_the_gpu_only_when_it_takes_at_most_half_the_free_memory()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_keeps_the_split_on_the_gpu_and_pins_host_batches():
+@pytest.mark.parametrize("on_gpu", [True, False], ids=["split-on-gpu", "pinned-batches"])
+def test_cuda_trains_with_the_split_on_the_gpu_or_from_pinned_batches(monkeypatch, on_gpu):
     cuda = torch.device("cuda")
     split = _toy_split()
-    kept = train.keep_on_device(split, cuda)
-    assert kept.images.is_cuda and kept.labels.is_cuda
-    assert train.to_device(split.images, cuda).is_cuda
+    if on_gpu:
+        kept = train.keep_on_device(split, cuda)
+        assert kept.images.is_cuda and kept.labels.is_cuda
+    else:
+        monkeypatch.setattr(train, "fits_on_device", lambda *a, **k: False)
+        assert train.keep_on_device(split, cuda) is split
+        moved = train.to_device(split.images, cuda)
+        assert moved.is_cuda and torch.equal(moved.cpu(), split.images)
     set_seed(0)
     model = build_classifier(1, 16, 3, **ARCH).to(cuda)
-    history = _fit(model, split, _toy_split(30, seed=1), device=cuda)
+    normalize = Normalize([0.5], [0.25]).to(cuda)
+    history = fit(model, normalize, split, _toy_split(30, seed=1), epochs=4, min_steps=0,
+                  lr=0.01, batch_size=16, seed=0, device=cuda, log=lambda line: None)  # fmt: skip
     assert history[-1]["train_accuracy"] > 0.5
