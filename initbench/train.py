@@ -342,10 +342,10 @@ def optimize(
     already on ``device`` (default CPU), and returns its mean loss. It runs inside
     ``precision``'s autocast (default :func:`mixed_precision` of ``device``: float32 on CPU).
     On CUDA the split stays in GPU memory when it fits (:func:`keep_on_device`), else each
-    batch is copied from pinned memory (:func:`to_device`). The order of the batches and
-    so the result on CPU do not depend on either. A pass whose last batch would hold a single image skips it
-    (BatchNorm in train mode cannot normalize one value per channel; the next pass is
-    shuffled anew, so no image is left out for good). ``on_round`` is called at each of
+    batch is copied from pinned memory (:func:`to_device`); the order of the batches is the
+    same either way. A pass whose last batch would hold a single image skips it (BatchNorm
+    in train mode cannot normalize one value per channel; the next pass is shuffled anew,
+    so no image is left out for good). ``on_round`` is called at each of
     :func:`round_ends`. The caller sets train/eval modes (and may change them in
     ``on_round``; they are not restored).
 
