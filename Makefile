@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 
 # Writes data/ from the embedded dataset, unless data/ already holds a dataset.
 data: $(STAMP)
-	$(BIN)/python -m initbench.embedded data
+	$(BIN)/python -m initbench.data.embedded data
 
 # Every stage validates params.yaml before its work (check_params first, when init
 # or seed change); checking here as well stops a bad value before DVC starts.
@@ -40,7 +40,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 plots: $(STAMP)
-	$(BIN)/python -m initbench.plots png dvc_plots/png
+	$(BIN)/python -m initbench.views.plots png dvc_plots/png
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

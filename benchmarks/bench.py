@@ -10,13 +10,13 @@ gives the median over rounds and the spread (lowest and highest per-round ratio)
 first round of each side is a warm-up and is not counted.
 
 Rows:
-- fine-tune: :func:`initbench.train.fit` (the real loop: uint8 batches, normalization,
+- fine-tune: :func:`initbench.training.supervised.fit` (the real loop: uint8 batches, normalization,
   dropout, accuracy counting) against a bare loop of the same model on float tensors
   already in memory, in NCHW and in channels-last layout.
-- SimCLR: :func:`initbench.simclr.train_simclr` (batched augmentation on tensors) against
+- SimCLR: :func:`initbench.inits.simclr.train_simclr` (batched augmentation on tensors) against
   the usual recipe: per-image torchvision transforms on PIL images in a DataLoader (with
   0 and with 2 worker processes), the same backbone, projection head and NT-Xent.
-- kNN and linear probe: :mod:`initbench.probes` against a straightforward per-batch
+- kNN and linear probe: :mod:`initbench.training.probes` against a straightforward per-batch
   version (features of 64-image batches; cosine top-k in torch; a torch linear layer
   trained with Adam). Both sides' accuracies are printed, so the speed is not bought with
   a different answer.
@@ -48,11 +48,13 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from initbench.data import Split  # noqa: E402
-from initbench.model import Encoder, build_classifier, feature_side  # noqa: E402
-from initbench.probes import encode, knn_accuracy, linear_probe  # noqa: E402
-from initbench.simclr import ProjectionHead, SimCLR, train_simclr  # noqa: E402
-from initbench.train import Normalize, fit, resolve_device  # noqa: E402
+from initbench.data.dataset import Split
+from initbench.data.transforms import Normalize
+from initbench.inits.simclr import ProjectionHead, SimCLR, train_simclr
+from initbench.models.cnn import Encoder, build_classifier, feature_side
+from initbench.training.probes import encode, knn_accuracy, linear_probe
+from initbench.training.setup import resolve_device
+from initbench.training.supervised import fit
 
 WIDTHS, DROPOUT, HIDDEN, HEAD_DROPOUT = [16, 32, 64], [0.3, 0.4, 0.4], 128, 0.5
 CLASSES, SIZE = 10, 32
@@ -213,7 +215,7 @@ def _simclr_model(device: torch.device) -> SimCLR:
 
 
 def bench_simclr(device: torch.device, batch: int, steps: int, rounds: int) -> list[Row]:
-    from initbench.losses import nt_xent
+    from initbench.inits.losses import nt_xent
 
     images, labels = synthetic_images(batch * steps, seed=1)
     train, val = Split(images, labels), Split(images[:8], labels[:8])
@@ -391,7 +393,7 @@ def main() -> None:
         print("SimCLR: train_simclr against a torchvision DataLoader", flush=True)
         rows += bench_simclr(device, batch=256, steps=4, rounds=args.rounds)
     if "probes" in args.only:
-        print("probes: initbench.probes against per-batch torch", flush=True)
+        print("probes: initbench.training.probes against per-batch torch", flush=True)
         rows += bench_probes(device, n_train=5000, n_eval=1000, rounds=args.rounds)
     parts = [
         "# Benchmarks",

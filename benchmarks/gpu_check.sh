@@ -52,7 +52,7 @@ for section in ("autoencoder", "simclr", "finetune"):
 params["compare"]["seeds"], params["compare"]["label_fractions"] = [0], [0.05]
 Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 try:
-    from initbench.embedded import main as write_embedded
+    from initbench.data.embedded import main as write_embedded
 
     if write_embedded(["data"]) != 0:
         raise RuntimeError("see the error above")

@@ -16,12 +16,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from initbench.augment import simclr_view
-from initbench.autoencoder import build_autoencoder
-from initbench.losses import nt_xent
-from initbench.model import Encoder, build_classifier, feature_side
-from initbench.simclr import ProjectionHead, SimCLR
-from initbench.train import resolve_device
+from initbench.inits.augment import simclr_view
+from initbench.inits.autoencoder import build_autoencoder
+from initbench.inits.losses import nt_xent
+from initbench.inits.simclr import ProjectionHead, SimCLR
+from initbench.models.cnn import Encoder, build_classifier, feature_side
+from initbench.training.setup import resolve_device
 
 
 def rate(step: Callable[[], None], items: int, steps: int, device: torch.device) -> float:

@@ -9,6 +9,6 @@ import time
 
 __version__ = "0.1.0"
 
-#: When the library was first imported; a stage's last line (:func:`initbench.cli.run`)
+#: When the library was first imported; a stage's last line (:func:`initbench.core.cli.run`)
 #: gives its wall time from here, loading torch included. Never part of any output file.
 STARTED = time.perf_counter()

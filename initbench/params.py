@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -21,59 +20,14 @@ import yaml
 from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from initbench.errors import ParamsError
+from initbench.core.errors import ParamsError
+from initbench.core.yaml12 import read_yaml
+from initbench.data.decode import BIT_DEPTHS
+from initbench.models.sizes import KERNEL_SIZE
 
 #: Init strategies that have a stage writing ``artifacts/init/<name>.pt``.
 INIT_STRATEGIES: tuple[str, ...] = ("random", "autoencoder", "simclr", "kmeans")
-#: conv1's kernel size in initbench.model; k-means patches must match it.
-CONV1_KERNEL = 3
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-#: Bits of data a 16-bit (or 32-bit integer) grayscale image may hold: ``data.bit_depth``.
-BIT_DEPTHS: tuple[int, ...] = (8, 10, 12, 14, 16)
-
-
-class Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 core-schema scalars, as DVC reads and writes them.
-
-    PyYAML follows YAML 1.1, where ``1e-05`` (how DVC writes ``-S lr=1e-5``) and ``1e-3`` are
-    strings and ``yes``/``no`` are booleans; in YAML 1.2 the former are floats and the latter
-    strings. Ints are decimal or ``0x``/``0o``; ``010`` is ten, not octal.
-    """
-
-
-Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":bool", ":int", ":float"))]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-    list("-+0123456789"),
-)
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    text = loader.construct_scalar(node)
-    return int(text, 0) if text.startswith(("0x", "0o")) else int(text)
-
-
-Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-
-
-def read_yaml(text: str) -> Any:
-    """Parse YAML text the way DVC does (YAML 1.2 scalars). Raises: yaml.YAMLError."""
-    return yaml.load(text, Loader=Yaml12Loader)  # a SafeLoader subclass: safe
 
 
 def _fail(key: str, message: str) -> typing.NoReturn:
@@ -167,8 +121,8 @@ class PatchesParams:
     size: Annotated[
         Int,
         _rule(
-            lambda v: v == CONV1_KERNEL,
-            f"must equal conv1's kernel size {CONV1_KERNEL}, got {{!r}}",
+            lambda v: v == KERNEL_SIZE,
+            f"must equal conv1's kernel size {KERNEL_SIZE}, got {{!r}}",
         ),
     ]
     per_image: Count
@@ -410,6 +364,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from initbench.cli import run
+    from initbench.core.cli import run
 
     run(main, wall_time=False)

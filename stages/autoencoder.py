@@ -6,15 +6,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from initbench.autoencoder import build_autoencoder, mean_image_loss, train_autoencoder
-from initbench.cli import run
-from initbench.data import load_dataset
-from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
-from initbench.files import write_json, write_png, write_torch
-from initbench.images import tile
+from initbench.core.cli import run
+from initbench.core.files import write_json, write_png, write_torch
+from initbench.data.dataset import load_dataset
+from initbench.data.transforms import Normalize
+from initbench.inits.autoencoder import build_autoencoder, mean_image_loss, train_autoencoder
+from initbench.models.cnn import seeded_encoder
+from initbench.models.transfer import make_checkpoint
 from initbench.params import load_params
-from initbench.train import Normalize, live_history, resolve_device, run_info, set_seed
-from initbench.transfer import make_checkpoint, seeded_encoder
+from initbench.training.distributed import (
+    is_local_main,
+    join_process_group,
+    relaunch_under_torchrun,
+)
+from initbench.training.loop import live_history
+from initbench.training.setup import resolve_device, run_info, set_seed
+from initbench.views.pictures import tile
 
 SHOWN = 16  # val images in the reconstruction picture
 

@@ -8,8 +8,8 @@ stage runs first and stops with one line naming the key and the valid choices.
 
 import argparse
 
-from initbench.cli import run
-from initbench.files import write_json
+from initbench.core.cli import run
+from initbench.core.files import write_json
 from initbench.params import load_params
 
 

@@ -6,19 +6,14 @@ from pathlib import Path
 
 import vl_convert
 
-from initbench.cli import run
-from initbench.compare import (
-    cell_metrics,
-    chart_rows,
-    curve_rows,
-    fill_chart,
-    report_markdown,
-    summarize,
-)
-from initbench.data import load_dataset
-from initbench.errors import InitbenchError
-from initbench.files import write_bytes, write_json, write_text
+from initbench.comparison.report import cell_metrics, chart_rows, curve_rows, report_markdown
+from initbench.comparison.stats import summarize
+from initbench.core.cli import run
+from initbench.core.errors import InitbenchError
+from initbench.core.files import write_bytes, write_json, write_text
+from initbench.data.dataset import load_dataset
 from initbench.params import load_params
+from initbench.views.charts import fill_chart
 
 
 def main() -> None:

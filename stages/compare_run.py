@@ -10,15 +10,19 @@ import argparse
 import dataclasses
 import time
 
-from initbench.cli import run
-from initbench.data import load_dataset
-from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
-from initbench.files import write_json
+from initbench.comparison.progress import report_run
+from initbench.comparison.protocols import finetune, probe
+from initbench.core.cli import run
+from initbench.core.files import write_json
+from initbench.data.dataset import load_dataset
+from initbench.models.transfer import read_checkpoint
 from initbench.params import load_params
-from initbench.progress import report_run
-from initbench.protocols import finetune, probe
-from initbench.train import resolve_device, run_info
-from initbench.transfer import read_checkpoint
+from initbench.training.distributed import (
+    is_local_main,
+    join_process_group,
+    relaunch_under_torchrun,
+)
+from initbench.training.setup import resolve_device, run_info
 
 
 def main() -> None:

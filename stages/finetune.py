@@ -3,13 +3,18 @@
 import argparse
 from pathlib import Path
 
-from initbench.cli import run
-from initbench.data import load_dataset
-from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
-from initbench.files import write_json, write_torch
+from initbench.comparison.protocols import finetune
+from initbench.core.cli import run
+from initbench.core.files import write_json, write_torch
+from initbench.data.dataset import load_dataset
 from initbench.params import load_params
-from initbench.protocols import finetune
-from initbench.train import live_history, resolve_device, run_info
+from initbench.training.distributed import (
+    is_local_main,
+    join_process_group,
+    relaunch_under_torchrun,
+)
+from initbench.training.loop import live_history
+from initbench.training.setup import resolve_device, run_info
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from initbench.cli import run
-from initbench.data import save_dataset
-from initbench.files import write_json
-from initbench.ingest import ingest, summary
+from initbench.core.cli import run
+from initbench.core.files import write_json
+from initbench.data.dataset import save_dataset
+from initbench.data.ingest import ingest, summary
 from initbench.params import load_params
 
 

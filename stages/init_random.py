@@ -2,11 +2,12 @@
 
 import argparse
 
-from initbench.cli import run
-from initbench.data import load_dataset
-from initbench.files import write_torch
+from initbench.core.cli import run
+from initbench.core.files import write_torch
+from initbench.data.dataset import load_dataset
+from initbench.models.cnn import seeded_encoder
+from initbench.models.transfer import make_checkpoint
 from initbench.params import load_params
-from initbench.transfer import make_checkpoint, seeded_encoder
 
 
 def main() -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from initbench.cli import run
-from initbench.data import load_dataset
-from initbench.files import write_json, write_png, write_torch
-from initbench.images import filters_to_uint8, tile
-from initbench.kmeans_init import kmeans_conv1
+from initbench.core.cli import run
+from initbench.core.files import write_json, write_png, write_torch
+from initbench.data.dataset import load_dataset
+from initbench.inits.kmeans import kmeans_conv1
+from initbench.models.cnn import seeded_encoder
+from initbench.models.transfer import make_checkpoint
 from initbench.params import load_params
-from initbench.transfer import make_checkpoint, seeded_encoder
+from initbench.views.pictures import filters_to_uint8, tile
 
 
 def main() -> None:

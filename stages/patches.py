@@ -3,12 +3,12 @@
 import argparse
 from pathlib import Path
 
-from initbench.cli import run
-from initbench.data import load_dataset
-from initbench.files import write_json, write_npy
+from initbench.core.cli import run
+from initbench.core.files import write_json, write_npy
+from initbench.data.dataset import load_dataset
+from initbench.data.transforms import Normalize
+from initbench.inits.patches import prepare_patches, sample_patches
 from initbench.params import load_params
-from initbench.patches import prepare_patches, sample_patches
-from initbench.train import Normalize
 
 
 def main() -> None:

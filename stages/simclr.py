@@ -3,15 +3,21 @@
 import argparse
 from pathlib import Path
 
-from initbench.cli import run
-from initbench.data import load_dataset
-from initbench.distributed import is_local_main, join_process_group, relaunch_under_torchrun
-from initbench.files import write_json, write_torch
-from initbench.model import feature_side
+from initbench.core.cli import run
+from initbench.core.files import write_json, write_torch
+from initbench.data.dataset import load_dataset
+from initbench.data.transforms import Normalize
+from initbench.inits.simclr import ProjectionHead, SimCLR, train_simclr
+from initbench.models.cnn import feature_side, seeded_encoder
+from initbench.models.transfer import make_checkpoint
 from initbench.params import load_params
-from initbench.simclr import ProjectionHead, SimCLR, train_simclr
-from initbench.train import Normalize, live_history, resolve_device, run_info, set_seed
-from initbench.transfer import make_checkpoint, seeded_encoder
+from initbench.training.distributed import (
+    is_local_main,
+    join_process_group,
+    relaunch_under_torchrun,
+)
+from initbench.training.loop import live_history
+from initbench.training.setup import resolve_device, run_info, set_seed
 
 PROJECTION_HIDDEN = 512
 

@@ -17,6 +17,6 @@ def silhouettes(n: int, side: int, seed: int) -> np.ndarray:
 
 
 def standardize(images: np.ndarray) -> np.ndarray:
-    """uint8 images -> float32, standardized per channel (as ``initbench.train.Normalize``)."""
+    """uint8 images -> float32, standardized per channel (as ``initbench.data.transforms.Normalize``)."""
     x = images.astype(np.float32) / 255
     return (x - x.mean(axis=(0, 2, 3), keepdims=True)) / x.std(axis=(0, 2, 3), keepdims=True)

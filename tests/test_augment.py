@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from initbench.augment import AugmentConfig, simclr_view
+from initbench.inits.augment import AugmentConfig, simclr_view
 
 PLAIN = AugmentConfig(
     crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, color_jitter_p=0.0, grayscale_p=0.0

@@ -1,16 +1,18 @@
 import pytest
 import torch
 
-from initbench.autoencoder import (
+from initbench.data.dataset import Split
+from initbench.data.transforms import Normalize
+from initbench.inits.autoencoder import (
     build_autoencoder,
     mean_image_loss,
     reconstruction_loss,
     train_autoencoder,
 )
-from initbench.data import Split
-from initbench.model import Encoder, build_classifier
-from initbench.train import Normalize, set_seed, step_budget
-from initbench.transfer import load_encoder, make_checkpoint
+from initbench.models.cnn import Encoder, build_classifier
+from initbench.models.transfer import load_encoder, make_checkpoint
+from initbench.training.loop import step_budget
+from initbench.training.setup import set_seed
 
 CHANNELS, DROPOUT = [4, 8, 8], [0.1, 0.1, 0.1]
 CPU = torch.device("cpu")

@@ -1,7 +1,7 @@
 import pytest
 
-from initbench.cli import run
-from initbench.errors import InitbenchError
+from initbench.core.cli import run
+from initbench.core.errors import InitbenchError
 
 
 def test_a_stage_ends_with_its_wall_time(capsys, monkeypatch):

@@ -1,4 +1,4 @@
-"""Tests of initbench.compare: t-intervals, paired verdicts, the summary, report and charts.
+"""Tests of initbench.comparison.stats: t-intervals, paired verdicts, the summary, report and charts.
 
 Expected numbers are worked out by hand in the comments. Student-t quantiles: with 2
 degrees of freedom the t distribution has the closed-form quantile
@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 import vl_convert
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from initbench import compare as C
+from initbench.comparison import report, stats
+from initbench.views import charts
 
 
 def _t2_quantile(p: float) -> float:
@@ -60,9 +61,9 @@ def test_t_quantiles():
     assert abs(T_95_2 - 2.91998558035373) < 1e-13
     assert _t3_cdf(T_975_3) == pytest.approx(0.975, abs=1e-14)
     # scipy, which compare.t_interval uses, agrees:
-    assert stats.t.ppf(0.975, 2) == pytest.approx(T_975_2, rel=1e-13)
-    assert stats.t.ppf(0.95, 2) == pytest.approx(T_95_2, rel=1e-13)
-    assert stats.t.ppf(0.975, 3) == pytest.approx(T_975_3, rel=1e-13)
+    assert scipy_stats.t.ppf(0.975, 2) == pytest.approx(T_975_2, rel=1e-13)
+    assert scipy_stats.t.ppf(0.95, 2) == pytest.approx(T_95_2, rel=1e-13)
+    assert scipy_stats.t.ppf(0.975, 3) == pytest.approx(T_975_3, rel=1e-13)
 
 
 # --------------------------------------------------------------------------- t_interval
@@ -70,7 +71,7 @@ def test_t_quantiles():
 
 def test_t_interval_of_three_values():
     # mean 0.82; deviations -0.02, 0, +0.02: sample var 0.0008 / 2 = 0.0004, std 0.02.
-    out = C.t_interval([0.80, 0.82, 0.84])
+    out = stats.t_interval([0.80, 0.82, 0.84])
     half = T_975_2 * 0.02 / math.sqrt(3)  # 0.049683
     assert set(out) == {"mean", "std", "n", "ci95_low", "ci95_high"}
     assert out["n"] == 3
@@ -81,7 +82,7 @@ def test_t_interval_of_three_values():
 
 
 def test_t_interval_confidence_sets_the_quantile():
-    out = C.t_interval([0.80, 0.82, 0.84], confidence=0.90)
+    out = stats.t_interval([0.80, 0.82, 0.84], confidence=0.90)
     half = T_95_2 * 0.02 / math.sqrt(3)
     assert out["ci95_low"] == pytest.approx(0.82 - half, abs=1e-12)
     assert out["ci95_high"] == pytest.approx(0.82 + half, abs=1e-12)
@@ -90,7 +91,7 @@ def test_t_interval_confidence_sets_the_quantile():
 def test_t_interval_of_four_values():
     # [0.60, 0.80, 0.70, 0.90]: mean 0.75, squared deviations 0.0225 + 0.0025 + 0.0025 +
     # 0.0225 = 0.05, sample var 0.05 / 3.
-    out = C.t_interval([0.60, 0.80, 0.70, 0.90])
+    out = stats.t_interval([0.60, 0.80, 0.70, 0.90])
     std = math.sqrt(0.05 / 3)
     assert out["n"] == 4
     assert out["mean"] == pytest.approx(0.75, abs=1e-12)
@@ -100,19 +101,19 @@ def test_t_interval_of_four_values():
 
 
 def test_t_interval_of_one_value_has_no_interval():
-    out = C.t_interval([0.7])
+    out = stats.t_interval([0.7])
     assert out == {"mean": 0.7, "std": None, "n": 1, "ci95_low": None, "ci95_high": None}
     json.dumps(out, allow_nan=False)  # no NaN in metrics
 
 
 def test_t_interval_of_constant_values_is_a_point():
-    out = C.t_interval([0.5, 0.5, 0.5])
+    out = stats.t_interval([0.5, 0.5, 0.5])
     assert (out["std"], out["ci95_low"], out["ci95_high"]) == (0.0, 0.5, 0.5)
 
 
 def test_t_interval_of_nothing_is_an_error():
     with pytest.raises(ValueError, match="at least one value"):
-        C.t_interval([])
+        stats.t_interval([])
 
 
 # --------------------------------------------------------------------------- verdict
@@ -130,7 +131,7 @@ def test_t_interval_of_nothing_is_an_error():
     ],
 )
 def test_verdict(low, high, expected):
-    assert C.verdict(low, high) == expected
+    assert stats.verdict(low, high) == expected
 
 
 # --------------------------------------------------------------------------- fraction_key
@@ -150,7 +151,7 @@ def test_verdict(low, high, expected):
     ],
 )
 def test_fraction_key(fraction, key):
-    assert C.fraction_key(fraction) == key
+    assert stats.fraction_key(fraction) == key
 
 
 # --------------------------------------------------------------------------- summarize
@@ -174,7 +175,7 @@ INITS4 = ["random", "autoencoder", "simclr", "kmeans"]
 @pytest.fixture(scope="module")
 def paired() -> dict[str, Any]:
     results = _runs(PAIRED, SEEDS4, 0.1)
-    return C.summarize(results, INITS4, SEEDS4, [0.1], protocols=("finetune",))
+    return stats.summarize(results, INITS4, SEEDS4, [0.1], protocols=("finetune",))
 
 
 def test_summarize_paired_difference_sees_what_the_cell_cis_cannot(paired):
@@ -190,7 +191,7 @@ def test_summarize_paired_difference_sees_what_the_cell_cis_cannot(paired):
     assert random_cell["ci95_low"] < simclr["mean"] < random_cell["ci95_high"]
     assert simclr["ci95_low"] < random_cell["mean"] < simclr["ci95_high"]
     # An unpaired test sees nothing either:
-    assert stats.ttest_ind(PAIRED["simclr"], PAIRED["random"]).pvalue > 0.5
+    assert scipy_stats.ttest_ind(PAIRED["simclr"], PAIRED["random"]).pvalue > 0.5
     # The paired differences: +0.01 +- 0.00145.
     half = T_975_3 * math.sqrt(2.5e-6 / 3) / 2  # 0.00145
     assert simclr["diff_vs_random"] == pytest.approx(0.01, abs=1e-6)
@@ -232,7 +233,7 @@ def test_summarize_cell_keys_and_random_has_no_difference(paired):
 def test_summarize_rounds_to_six_digits():
     # mean of 0.1, 0.2, 0.2 = 0.5 / 3 = 0.1666...; rounded 0.166667.
     results = _runs({"random": [0.1, 0.2, 0.2]}, [0, 1, 2], 0.5)
-    cell = C.summarize(results, ["random"], [0, 1, 2], [0.5], ("finetune",))["finetune"]
+    cell = stats.summarize(results, ["random"], [0, 1, 2], [0.5], ("finetune",))["finetune"]
     assert cell["labels_50%"]["random"]["mean"] == 0.166667
 
 
@@ -244,7 +245,7 @@ def test_summarize_output_is_keyed_by_protocol_fraction_and_init():
             values = {"random": [0.5, 0.6], "kmeans": [0.55, 0.62]}
             results += _runs(values, seeds, fraction, protocol)
     random.Random(0).shuffle(results)  # the order of the runs does not matter
-    out = C.summarize(results, ["random", "kmeans"], seeds, fractions)
+    out = stats.summarize(results, ["random", "kmeans"], seeds, fractions)
     assert list(out) == ["finetune", "linear_probe"]
     for protocol in out:
         assert list(out[protocol]) == ["labels_1%", "labels_10%"]
@@ -256,7 +257,7 @@ def test_summarize_output_is_keyed_by_protocol_fraction_and_init():
 
 def test_summarize_single_seed_has_no_interval_and_no_nan():
     results = _runs({"random": [0.80], "simclr": [0.81]}, [7], 0.1)
-    out = C.summarize(results, ["random", "simclr"], [7], [0.1], ("finetune",))
+    out = stats.summarize(results, ["random", "simclr"], [7], [0.1], ("finetune",))
     cells = out["finetune"]["labels_10%"]
     assert cells["random"] == {
         "mean": 0.8, "std": None, "n": 1, "ci95_low": None, "ci95_high": None,
@@ -278,7 +279,7 @@ def test_summarize_names_a_missing_run():
     missing = {"protocol": "linear_probe", "init": "simclr", "label_fraction": 0.1, "seed": 2}
     results = [r for r in results if {k: r[k] for k in missing} != missing]
     with pytest.raises(ValueError) as info:
-        C.summarize(results, ["random", "simclr"], seeds, fractions)
+        stats.summarize(results, ["random", "simclr"], seeds, fractions)
     message = str(info.value)
     for part in ("protocol=linear_probe", "init=simclr", "label_fraction=0.1", "seed=2"):
         assert part in message
@@ -288,7 +289,7 @@ def test_summarize_refuses_a_run_present_twice():
     results = _runs({"random": [0.5, 0.6], "simclr": [0.6, 0.7]}, [0, 1], 0.01)
     results.append(dict(results[1]))  # random, seed 1, again
     with pytest.raises(ValueError) as info:
-        C.summarize(results, ["random", "simclr"], [0, 1], [0.01], ("finetune",))
+        stats.summarize(results, ["random", "simclr"], [0, 1], [0.01], ("finetune",))
     assert "('finetune', 'random', 0.01, 1)" in str(info.value)
     assert "twice" in str(info.value)
 
@@ -296,7 +297,7 @@ def test_summarize_refuses_a_run_present_twice():
 def test_summarize_needs_random_among_the_inits():
     results = _runs({"simclr": [0.6, 0.7]}, [0, 1], 0.01)
     with pytest.raises(ValueError, match="'random'"):
-        C.summarize(results, ["simclr"], [0, 1], [0.01], ("finetune",))
+        stats.summarize(results, ["simclr"], [0, 1], [0.01], ("finetune",))
 
 
 # --------------------------------------------------------------------------- chart rows
@@ -327,11 +328,11 @@ def summary() -> dict[str, Any]:
     results = []
     for (protocol, fraction), values in REPORT_RUNS.items():
         results += _runs(values, SEEDS3, fraction, protocol)
-    return C.summarize(results, ["random", "simclr"], SEEDS3, FRACTIONS)
+    return stats.summarize(results, ["random", "simclr"], SEEDS3, FRACTIONS)
 
 
 def test_chart_rows(summary):
-    rows = C.chart_rows(summary, FRACTIONS)
+    rows = report.chart_rows(summary, FRACTIONS)
     assert len(rows) == 2 * 2 * 2  # protocols x fractions x inits
     assert {(r["protocol"], r["init"], r["label_fraction"]) for r in rows} == {
         (p, i, f) for p in ("Fine-tune", "Linear probe") for i in ("random", "simclr")
@@ -351,8 +352,8 @@ def test_chart_rows(summary):
 
 def test_chart_rows_fall_back_to_the_mean_with_one_seed():
     results = _runs({"random": [0.80], "simclr": [0.81]}, [3], 0.1)
-    out = C.summarize(results, ["random", "simclr"], [3], [0.1], ("finetune",))
-    rows = C.chart_rows(out, [0.1])
+    out = stats.summarize(results, ["random", "simclr"], [3], [0.1], ("finetune",))
+    rows = report.chart_rows(out, [0.1])
     assert rows == [
         {"protocol": "Fine-tune", "init": "random", "label_fraction": 0.1, "mean": 0.8,
          "ci95_low": 0.8, "ci95_high": 0.8},
@@ -379,7 +380,7 @@ def _curve_results() -> list[dict[str, Any]]:
 
 
 def test_curve_rows():
-    assert C.curve_rows(_curve_results()) == [
+    assert report.curve_rows(_curve_results()) == [
         {"init": "simclr", "seed": 1, "label_fraction": 0.01, "run": "simclr seed 1",
          "step": 10, "train_loss": 2.0, "val_accuracy": 0.3},
         {"init": "simclr", "seed": 1, "label_fraction": 0.01, "run": "simclr seed 1",
@@ -394,7 +395,7 @@ def test_curve_rows():
 
 def test_report_markdown_tables_and_verdicts(summary):
     settings = [("seeds", "[0, 1, 2]"), ("model", "conv blocks [16, 32, 64]")]
-    text = C.report_markdown(summary, FRACTIONS, {0.01: 120, 0.1: 1200}, settings)
+    text = report.report_markdown(summary, FRACTIONS, {0.01: 120, 0.1: 1200}, settings)
     lines = text.splitlines()
     assert lines[0] == "# Which init helps? The comparison"
     header = "| init | 1% labels (120 images) | 10% labels (1,200 images) |"
@@ -422,8 +423,8 @@ def test_report_markdown_tables_and_verdicts(summary):
 
 def test_report_markdown_single_seed():
     results = _runs({"random": [0.80], "simclr": [0.81]}, [0], 0.1)
-    out = C.summarize(results, ["random", "simclr"], [0], [0.1], ("finetune",))
-    lines = C.report_markdown(out, [0.1], {0.1: 50}, []).splitlines()
+    out = stats.summarize(results, ["random", "simclr"], [0], [0.1], ("finetune",))
+    lines = report.report_markdown(out, [0.1], {0.1: 50}, []).splitlines()
     assert "| random | 0.800 (n=1) |" in lines
     assert "| simclr | 0.810 (n=1) |" in lines
     assert "| simclr | +0.010, too few seeds |" in lines
@@ -440,7 +441,7 @@ def test_fill_chart_replaces_the_anchor_without_touching_the_template():
         "title": "accuracy",
     }
     rows = [{"x": 1, "y": 2}]
-    filled = C.fill_chart(template, rows)
+    filled = charts.fill_chart(template, rows)
     assert filled == {
         "data": {"values": [{"x": 1, "y": 2}]},
         "layer": [{"data": {"values": [{"x": 1, "y": 2}]}}, {"mark": "point"}],
@@ -452,7 +453,7 @@ def test_fill_chart_replaces_the_anchor_without_touching_the_template():
 
 def test_fill_chart_without_the_anchor_is_an_error():
     with pytest.raises(ValueError, match="<DVC_METRIC_DATA>"):
-        C.fill_chart({"data": {"values": []}, "mark": "point"}, [{"x": 1}])
+        charts.fill_chart({"data": {"values": []}, "mark": "point"}, [{"x": 1}])
 
 
 def _png_width(png: bytes) -> int:
@@ -467,10 +468,10 @@ def test_chart_templates_render_to_png(summary, name):
     assert '"<DVC_METRIC_DATA>"' in text
     template = json.loads(text)
     if name == "accuracy":
-        rows = C.chart_rows(summary, FRACTIONS)  # two protocols
+        rows = report.chart_rows(summary, FRACTIONS)  # two protocols
     else:
-        rows = C.curve_rows(_curve_results())  # two label fractions
-    filled = C.fill_chart(template, rows)
+        rows = report.curve_rows(_curve_results())  # two label fractions
+    filled = charts.fill_chart(template, rows)
     assert "<DVC_" not in json.dumps(filled)  # no anchor is left for Vega-Lite to trip on
     png = vl_convert.vegalite_to_png(filled)
     # Both templates facet into columns 300 px wide: two facets make it wider than 600.
@@ -482,8 +483,8 @@ def test_cell_metrics_give_one_small_file_a_cell_with_each_inits_mean_and_the_no
              "accuracy": 0.5 + 0.1 * ["random", "simclr", "kmeans"].index(i) + 0.01 * s * (i == "kmeans")}
             for p in ("finetune", "linear_probe") for i in ("random", "simclr", "kmeans")
             for s in (0, 1, 2) for f in (0.01, 0.05)]  # fmt: skip
-    summary = C.summarize(rows, ["random", "simclr", "kmeans"], [0, 1, 2], [0.01, 0.05])
-    cells = C.cell_metrics(summary, [0.01, 0.05])
+    summary = stats.summarize(rows, ["random", "simclr", "kmeans"], [0, 1, 2], [0.01, 0.05])
+    cells = report.cell_metrics(summary, [0.01, 0.05])
     assert list(cells) == ["finetune_1%.json", "finetune_5%.json", "linear_probe_1%.json",
                            "linear_probe_5%.json"]  # fmt: skip
     cell = cells["linear_probe_5%.json"]
@@ -498,5 +499,5 @@ def test_cell_metrics_give_one_small_file_a_cell_with_each_inits_mean_and_the_no
 def test_cell_metrics_have_no_interval_with_one_seed():
     rows = [{"protocol": "finetune", "init": i, "seed": 0, "label_fraction": 0.5,
              "accuracy": 0.5} for i in ("random", "kmeans")]  # fmt: skip
-    summary = C.summarize(rows, ["random", "kmeans"], [0], [0.5], ("finetune",))
-    assert C.cell_metrics(summary, [0.5])["finetune_50%.json"]["ci95"] is None
+    summary = stats.summarize(rows, ["random", "kmeans"], [0], [0.5], ("finetune",))
+    assert report.cell_metrics(summary, [0.5])["finetune_50%.json"]["ci95"] is None

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from initbench import data, files
-from initbench.errors import DataError
+from initbench.core import files
+from initbench.core.errors import DataError
+from initbench.data import dataset as ds
+from initbench.data import split as sp
 
 REPO = Path(__file__).resolve().parents[1]
 VAL, TEST = 0.1, 0.2  # the repo's params.yaml values; min_class_size is 3
@@ -23,7 +25,7 @@ def _todays_split(labels: np.ndarray, val: float, test: float, seed: int) -> np.
     split = np.zeros(len(labels), dtype=np.int64)
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        n_train, n_val, _ = data.split_sizes(len(members), val, test)
+        n_train, n_val, _ = sp.split_sizes(len(members), val, test)
         split[members[n_train : n_train + n_val]] = 1
         split[members[n_train + n_val :]] = 2
     return split
@@ -61,7 +63,7 @@ def _random_groups(rng: np.random.Generator, n_classes: int = 3) -> tuple[np.nda
 # --------------------------------------------------------------------------- imports
 
 
-@pytest.mark.parametrize("module", ["initbench.data", "initbench.ingest", "stages.ingest"])
+@pytest.mark.parametrize("module", ["initbench.data.dataset", "initbench.data.split", "initbench.data.decode", "initbench.data.ingest", "stages.ingest"])
 def test_importing_does_not_load_torch(module):
     # ingest's decode workers are spawned and import these; torch costs each ~460 MB.
     code = f"import {module}, sys; print('torch' in sys.modules)"
@@ -73,7 +75,8 @@ def test_importing_does_not_load_torch(module):
 
 def test_data_does_not_import_the_decoder():
     code = (
-        "import initbench.data, sys; print(sorted({'initbench.ingest', 'PIL'} & set(sys.modules)))"
+        "import initbench.data.dataset, initbench.data.split, sys; "
+        "print(sorted({'initbench.data.decode', 'PIL'} & set(sys.modules)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
@@ -85,13 +88,13 @@ def test_data_does_not_import_the_decoder():
 
 
 def test_split_sizes_and_min_class_size():
-    assert data.split_sizes(10, VAL, TEST) == (7, 1, 2)
-    assert data.split_sizes(3, VAL, TEST) == (1, 1, 1)
-    assert data.split_sizes(100, 0.15, 0.15) == (70, 15, 15)
-    assert data.min_class_size(VAL, TEST) == 3
-    assert data.min_class_size(0.5, 0.4) == 6
-    assert data.split_sizes(6, 0.5, 0.4) == (1, 3, 2)
-    assert data.split_sizes(5, 0.5, 0.4)[0] < 1
+    assert sp.split_sizes(10, VAL, TEST) == (7, 1, 2)
+    assert sp.split_sizes(3, VAL, TEST) == (1, 1, 1)
+    assert sp.split_sizes(100, 0.15, 0.15) == (70, 15, 15)
+    assert sp.min_class_size(VAL, TEST) == 3
+    assert sp.min_class_size(0.5, 0.4) == 6
+    assert sp.split_sizes(6, 0.5, 0.4) == (1, 3, 2)
+    assert sp.split_sizes(5, 0.5, 0.4)[0] < 1
 
 
 # --------------------------------------------------------------------------- duplicate groups
@@ -103,27 +106,27 @@ def test_duplicate_groups_number_groups_by_first_image():
     b_one_pixel_off = b.copy()
     b_one_pixel_off[2, 3, 3] ^= 1
     images = np.stack([b, a, b, c, a, b_one_pixel_off, b])
-    groups = data.duplicate_groups(images)
+    groups = sp.duplicate_groups(images)
     assert groups.dtype == np.int64
     assert groups.tolist() == [0, 1, 0, 2, 1, 3, 0]
 
 
 def test_duplicate_groups_of_distinct_images_are_0_to_n():
     images = np.arange(6 * 2 * 3 * 3, dtype=np.uint8).reshape(6, 2, 3, 3)
-    assert data.duplicate_groups(images).tolist() == list(range(6))
+    assert sp.duplicate_groups(images).tolist() == list(range(6))
     empty = np.zeros((0, 1, 4, 4), dtype=np.uint8)
-    assert data.duplicate_groups(empty).tolist() == []
+    assert sp.duplicate_groups(empty).tolist() == []
 
 
 def test_duplicate_counts():
     groups = np.array([5, 9, 5, 2, 9, 5, 8, 2])
     labels = np.array([0, 1, 0, 1, 1, 0, 0, 2])  # group 2 spans classes 1 and 2
-    assert data.duplicate_counts(groups, labels) == {
+    assert sp.duplicate_counts(groups, labels) == {
         "groups": 3,  # 5 (x3), 9 (x2), 2 (x2)
         "images": 4,  # 2 + 1 + 1
         "cross_class_groups": 1,
     }
-    assert data.duplicate_counts(np.arange(4), np.array([0, 1, 0, 1])) == {
+    assert sp.duplicate_counts(np.arange(4), np.array([0, 1, 0, 1])) == {
         "groups": 0,
         "images": 0,
         "cross_class_groups": 0,
@@ -147,8 +150,8 @@ def test_split_without_duplicates_is_byte_identical_to_before(seed):
     labels = np.array(GOLDEN_LABELS, dtype=np.int64)
     n = len(labels)
     images = np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1)  # all distinct
-    for groups in (None, np.arange(n), data.duplicate_groups(images), np.arange(n) * 5 + 2):
-        split = data.stratified_split(labels, VAL, TEST, seed, groups)
+    for groups in (None, np.arange(n), sp.duplicate_groups(images), np.arange(n) * 5 + 2):
+        split = sp.stratified_split(labels, VAL, TEST, seed, groups)
         assert split.dtype == np.int64
         assert split.tolist() == GOLDEN_SPLITS[seed]
         assert split.tobytes() == _todays_split(labels, VAL, TEST, seed).tobytes()
@@ -157,14 +160,14 @@ def test_split_without_duplicates_is_byte_identical_to_before(seed):
 @pytest.mark.parametrize("seed", range(5))
 def test_split_without_duplicates_matches_the_per_sample_draw(seed):
     labels = np.random.default_rng(100 + seed).integers(0, 4, 200)
-    grouped = data.stratified_split(labels, VAL, TEST, seed, np.arange(len(labels)))
+    grouped = sp.stratified_split(labels, VAL, TEST, seed, np.arange(len(labels)))
     np.testing.assert_array_equal(grouped, _todays_split(labels, VAL, TEST, seed))
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_every_duplicate_group_lands_in_one_split(seed):
     labels, groups = _random_groups(np.random.default_rng(seed))
-    split = data.stratified_split(labels, VAL, TEST, seed, groups)
+    split = sp.stratified_split(labels, VAL, TEST, seed, groups)
     for g in np.unique(groups):
         assert len(set(split[groups == g].tolist())) == 1, f"group {g} spans splits"
     np.testing.assert_array_equal(split, _grouped_reference(labels, groups, seed))
@@ -173,21 +176,21 @@ def test_every_duplicate_group_lands_in_one_split(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_groups_are_split_in_class_proportions(seed):
     labels, groups = _random_groups(np.random.default_rng(50 + seed))
-    split = data.stratified_split(labels, VAL, TEST, seed, groups)
+    split = sp.stratified_split(labels, VAL, TEST, seed, groups)
     _, first = np.unique(groups, return_index=True)  # each group's first member
     for label in np.unique(labels):
         mine = first[labels[first] == label]
         got = np.bincount(split[mine], minlength=3)
-        assert tuple(got.tolist()) == data.split_sizes(len(mine), VAL, TEST), label
+        assert tuple(got.tolist()) == sp.split_sizes(len(mine), VAL, TEST), label
 
 
 def test_cross_class_group_is_split_under_its_first_members_class():
     # 3 groups per class; group 10 is labelled 1 first and 0 later: it counts for class 1.
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 0])
     groups = np.array([1, 2, 3, 10, 11, 12, 13, 10])
-    assert data.group_labels(groups, labels).tolist() == [0, 0, 0, 1, 1, 1, 1]
+    assert sp.group_labels(groups, labels).tolist() == [0, 0, 0, 1, 1, 1, 1]
     for seed in range(10):
-        split = data.stratified_split(labels, VAL, TEST, seed, groups)
+        split = sp.stratified_split(labels, VAL, TEST, seed, groups)
         assert split[3] == split[7]
         assert sorted(split[:3].tolist()) == [0, 1, 2]  # class 0: 3 groups -> 1/1/1
         assert np.bincount(split[3:7], minlength=3).tolist() == [2, 1, 1]  # class 1: 4 groups
@@ -200,8 +203,8 @@ def test_group_ids_do_not_change_the_split():
     renamed = dict(zip(ids.tolist(), new_ids.tolist(), strict=True))
     other = np.array([renamed[g] for g in groups.tolist()])
     np.testing.assert_array_equal(
-        data.stratified_split(labels, VAL, TEST, 4, groups),
-        data.stratified_split(labels, VAL, TEST, 4, other),
+        sp.stratified_split(labels, VAL, TEST, 4, groups),
+        sp.stratified_split(labels, VAL, TEST, 4, other),
     )
 
 
@@ -209,9 +212,9 @@ def test_class_with_too_few_groups_is_a_value_error():
     labels = np.array([0, 0, 0, 1, 1, 1])
     groups = np.array([0, 1, 2, 3, 3, 4])  # class 1: 2 groups, needs 3
     with pytest.raises(ValueError, match="class 1 has 2 group"):
-        data.stratified_split(labels, VAL, TEST, 0, groups)
+        sp.stratified_split(labels, VAL, TEST, 0, groups)
     with pytest.raises(ValueError, match="6 labels"):
-        data.stratified_split(labels, VAL, TEST, 0, groups[:5])
+        sp.stratified_split(labels, VAL, TEST, 0, groups[:5])
 
 
 # --------------------------------------------------------------------------- stats
@@ -222,7 +225,7 @@ def test_channel_stats_matches_float64_reference(channels):
     rng = np.random.default_rng(channels)
     images = rng.integers(0, 256, (7, channels, 9, 11), dtype=np.uint8)
     images[0, 0] = 255  # make channels differ a little more
-    mean, std = data.channel_stats(images)
+    mean, std = ds.channel_stats(images)
     ref = images.astype(np.float64) / 255.0
     assert len(mean) == len(std) == channels
     np.testing.assert_allclose(mean, ref.mean(axis=(0, 2, 3)), atol=1e-6, rtol=0)
@@ -232,8 +235,8 @@ def test_channel_stats_matches_float64_reference(channels):
 
 def test_channel_stats_do_not_depend_on_the_chunk_size():
     images = np.random.default_rng(3).integers(0, 256, (10, 3, 5, 7), dtype=np.uint8)
-    assert data.channel_stats(images, chunk=3) == data.channel_stats(images, chunk=1024)
-    mean, std = data.channel_stats(images, chunk=4)
+    assert ds.channel_stats(images, chunk=3) == ds.channel_stats(images, chunk=1024)
+    mean, std = ds.channel_stats(images, chunk=4)
     reference = images.astype(np.float64) / 255
     np.testing.assert_allclose(mean, reference.mean(axis=(0, 2, 3)), atol=1e-6)
     np.testing.assert_allclose(std, reference.std(axis=(0, 2, 3)), atol=1e-6)
@@ -247,7 +250,7 @@ def test_save_then_load_round_trips(tmp_path):
     images = rng.integers(0, 256, (9, 1, 4, 4), dtype=np.uint8)
     labels = np.array([0, 1, 0, 1, 0, 1, 0, 1, 1], dtype=np.int64)
     split = np.array([0, 0, 1, 2, 0, 0, 2, 1, 0], dtype=np.int64)
-    dataset = data.Dataset(
+    dataset = ds.Dataset(
         classes=["ant", "bee"],
         paths=[f"{'ab'[y]}/{i}.png" for i, y in enumerate(labels)],
         images=images,
@@ -257,23 +260,23 @@ def test_save_then_load_round_trips(tmp_path):
         skipped=[],
         ignored={},
     )
-    meta = data.save_dataset(tmp_path, dataset)
-    loaded = data.load_dataset(tmp_path)
+    meta = ds.save_dataset(tmp_path, dataset)
+    loaded = ds.load_dataset(tmp_path)
     assert loaded.classes == ["ant", "bee"]
     assert (loaded.image_size, loaded.channels) == (4, 1) == (meta["image_size"], meta["channels"])
-    assert (loaded.mean, loaded.std) == data.channel_stats(images[split == 0])
-    for i, name in enumerate(data.SPLITS):
+    assert (loaded.mean, loaded.std) == ds.channel_stats(images[split == 0])
+    for i, name in enumerate(ds.SPLITS):
         np.testing.assert_array_equal(loaded.splits[name].images.numpy(), images[split == i])
         np.testing.assert_array_equal(loaded.splits[name].labels.numpy(), labels[split == i])
     with (tmp_path / "manifest.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["split"] for r in rows] == [data.SPLITS[s] for s in split]
+    assert [r["split"] for r in rows] == [ds.SPLITS[s] for s in split]
     assert [r["class"] for r in rows] == [dataset.classes[y] for y in labels]
 
 
 def test_load_of_a_missing_dataset_names_the_file(tmp_path):
     with pytest.raises(DataError, match=r"classes\.json: missing; run the ingest stage"):
-        data.load_dataset(tmp_path)
+        ds.load_dataset(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -322,7 +325,7 @@ def test_write_npy_refuses_python_objects_and_leaves_no_file(tmp_path):
 def test_channel_stats_of_rows_equal_those_of_the_selection():
     images = np.random.default_rng(4).integers(0, 256, (12, 3, 4, 4), dtype=np.uint8)
     rows = np.array([0, 3, 4, 10])
-    assert data.channel_stats(images, chunk=3, rows=rows) == data.channel_stats(images[rows])
+    assert ds.channel_stats(images, chunk=3, rows=rows) == ds.channel_stats(images[rows])
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests of initbench.distributed: the torchrun launch, sharded batches, gathered NT-Xent,
+"""Tests of initbench.training.distributed: the torchrun launch, sharded batches, gathered NT-Xent,
 and a real 2-process gloo run of a stage on CPU."""
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import yaml
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from initbench import distributed
-from initbench.data import SPLITS, Dataset, Split, save_dataset
-from initbench.errors import InitbenchError
-from initbench.losses import gathered_nt_xent, nt_xent
-from initbench.train import batches, steps_per_epoch, train_batches
-from initbench.transfer import read_checkpoint
+from initbench.core.errors import InitbenchError
+from initbench.data.dataset import SPLITS, Dataset, Split, save_dataset
+from initbench.inits.losses import gathered_nt_xent, nt_xent
+from initbench.models.transfer import read_checkpoint
+from initbench.training import distributed
+from initbench.training.loop import batches, steps_per_epoch, train_batches
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2

@@ -1,4 +1,4 @@
-"""Tests of initbench.embedded: the safe unpickler, the packaged dataset and materialize()."""
+"""Tests of initbench.data.embedded: the safe unpickler, the packaged dataset and materialize()."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from initbench import embedded
-from initbench.errors import DataError
+from initbench.core.errors import DataError
+from initbench.data import embedded
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from initbench.images import filters_to_uint8, tile
+from initbench.views.pictures import filters_to_uint8, tile
 
 
 def test_tile_places_each_image_in_its_cell():

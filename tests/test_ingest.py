@@ -1,4 +1,4 @@
-"""Tests of initbench.ingest on tiny image folders generated under tmp_path."""
+"""Tests of initbench.data.ingest on tiny image folders generated under tmp_path."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from decoding import decode_all, decode_image
 from PIL import Image, JpegImagePlugin
 
-from initbench import data, ingest
-from initbench.errors import DataError
+from initbench.core.errors import DataError
+from initbench.data import dataset, decode, ingest, scan, split
 
 REPO = Path(__file__).resolve().parents[1]
 VAL, TEST = 0.1, 0.2  # the repo's params.yaml values; min_class_size is 3
@@ -54,7 +55,7 @@ def _make_class(root: Path, name: str, n: int, start_seed: int = 0, ext: str = "
     return rels
 
 
-def _ingest(root: Path, **kwargs) -> data.Dataset:
+def _ingest(root: Path, **kwargs) -> dataset.Dataset:
     args = {
         "image_size": 8,
         "channels": 1,
@@ -77,8 +78,8 @@ def _per_class(summ: dict) -> dict[str, dict[str, int]]:
     """``summary()["per_class"]`` (a list of ``{"class", train, val, test}``) keyed by class."""
     rows = summ["per_class"]
     assert isinstance(rows, list)
-    assert all(set(row) == {"class", *data.SPLITS} for row in rows)
-    return {row["class"]: {s: row[s] for s in data.SPLITS} for row in rows}
+    assert all(set(row) == {"class", *dataset.SPLITS} for row in rows)
+    return {row["class"]: {s: row[s] for s in dataset.SPLITS} for row in rows}
 
 
 def _snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
@@ -172,7 +173,7 @@ MODE_CASES: dict[str, tuple[Callable[[Path], Path], int, tuple[int, int, int], i
 def test_each_mode_decodes_to_the_right_shape_and_value(tmp_path, case, channels):
     make, gray, rgb, tol = MODE_CASES[case]
     path = make(tmp_path / "img")
-    array = ingest.decode_image(path, 8, channels)
+    array = decode_image(path, 8, channels)
     assert array.shape == (channels, 8, 8)
     assert array.dtype == np.uint8
     expected = [gray] if channels == 1 else list(rgb)
@@ -181,7 +182,7 @@ def test_each_mode_decodes_to_the_right_shape_and_value(tmp_path, case, channels
 
 
 def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
-    array = ingest.decode_image(_sixteen_bit(tmp_path / "img"), 8, 1)
+    array = decode_image(_sixteen_bit(tmp_path / "img"), 8, 1)
     assert abs(int(array.mean()) - 128) <= 1  # clipping would give 255
 
 
@@ -189,7 +190,7 @@ def test_sixteen_bit_full_range_maps_to_full_8bit_range(tmp_path):
     values = np.zeros((16, 16), dtype=np.uint16)
     values[:, 8:] = 65535
     path = _save(tmp_path / "ramp.png", Image.fromarray(values))
-    array = ingest.decode_image(path, 16, 1)[0]
+    array = decode_image(path, 16, 1)[0]
     assert array[:, 0].tolist() == [0] * 16
     assert array[:, -1].tolist() == [255] * 16
 
@@ -211,7 +212,7 @@ def _ramp(top: int, size: int = 64) -> np.ndarray:
 
 
 def test_twelve_bit_data_in_sixteen_bit_files_fills_the_eight_bit_range(tmp_path):
-    array = ingest.decode_image(_tiff16(tmp_path / "r.tif", _ramp(4095, 256)), 256, 1)[0]
+    array = decode_image(_tiff16(tmp_path / "r.tif", _ramp(4095, 256)), 256, 1)[0]
     assert (array.min(), array.max()) == (0, 255)
     assert len(np.unique(array)) == 256  # dividing by 257 gives 17
 
@@ -219,9 +220,9 @@ def test_twelve_bit_data_in_sixteen_bit_files_fills_the_eight_bit_range(tmp_path
 @pytest.mark.parametrize(("top", "depth"), [(255, 8), (1023, 10), (4095, 12), (16383, 14),
                                             (16384, 16), (65535, 16)])  # fmt: skip
 def test_bit_depth_of_is_the_smallest_standard_depth_holding_the_value(top, depth):
-    assert ingest.bit_depth_of(top) == depth
+    assert decode.bit_depth_of(top) == depth
     with pytest.raises(ValueError, match="65536"):
-        ingest.bit_depth_of(65536)
+        decode.bit_depth_of(65536)
 
 
 def test_a_folder_takes_one_bit_depth_so_a_dim_frame_stays_dim(tmp_path):
@@ -252,7 +253,7 @@ def test_a_given_bit_depth_maps_every_file_and_skips_one_above_it(tmp_path):
         ("a/hot.tif", True)
     ]
     with pytest.raises(ValueError, match=r"above data\.bit_depth 10"):
-        ingest.decode_image(tmp_path / "a" / "hot.tif", 8, 1, bit_depth=10)
+        decode_image(tmp_path / "a" / "hot.tif", 8, 1, bit_depth=10)
 
 
 def test_eight_bit_folders_report_no_high_bit_depth(tmp_path):
@@ -266,21 +267,21 @@ def test_eight_bit_folders_report_no_high_bit_depth(tmp_path):
                                                   (32896.0, 128)])  # fmt: skip
 def test_float_images_map_by_their_range(tmp_path, values, expected):
     path = _save(tmp_path / "f.tif", Image.fromarray(np.full((8, 8), values, np.float32)))
-    assert ingest.decode_image(path, 8, 1).max() == expected
+    assert decode_image(path, 8, 1).max() == expected
 
 
 def test_float_or_integer_values_outside_sixteen_bits_skip_the_file_with_the_range(tmp_path):
     path = _save(tmp_path / "f.tif", Image.fromarray(np.full((8, 8), -3, np.float32)))
     with pytest.raises(ValueError, match=r"float pixels span -3\.\.-3"):
-        ingest.decode_image(path, 8, 1)
+        decode_image(path, 8, 1)
     values = np.full((8, 8), 0.5, np.float32)
     values[0, 0] = np.nan
     path = _save(tmp_path / "n.tif", Image.fromarray(values))
     with pytest.raises(ValueError, match="float pixels include NaN or infinity"):
-        ingest.decode_image(path, 8, 1)
+        decode_image(path, 8, 1)
     path = _save(tmp_path / "i.tif", Image.fromarray(np.full((8, 8), 70000, np.int32)))
     with pytest.raises(ValueError, match=r"integer pixels span 70000\.\.70000"):
-        ingest.decode_image(path, 8, 1)
+        decode_image(path, 8, 1)
 
 
 def _half_transparent(mode: str) -> Image.Image:
@@ -310,7 +311,7 @@ def _half_transparent(mode: str) -> Image.Image:
 )
 def test_transparent_pixels_become_white(tmp_path, mode, suffix, save_kwargs, channels):
     path = _save(tmp_path / f"img{suffix}", _half_transparent(mode), **save_kwargs)
-    array = ingest.decode_image(path, 16, channels)
+    array = decode_image(path, 16, channels)
     assert array.shape == (channels, 16, 16)
     assert (array[:, :, :4] == 255).all()  # transparent area: white
     assert (array[:, :, -4:] == 0).all()  # opaque black stays black
@@ -331,13 +332,13 @@ def _half_black_jpeg(path: Path, orientation: int | None) -> Path:
 
 
 def test_exif_orientation_is_applied(tmp_path):
-    array = ingest.decode_image(_half_black_jpeg(tmp_path / "r.jpg", 6), 8, 1)[0].astype(float)
+    array = decode_image(_half_black_jpeg(tmp_path / "r.jpg", 6), 8, 1)[0].astype(float)
     top, bottom = array[:2].mean(), array[-2:].mean()
     assert top < 60 and bottom > 195, array  # left half (black) rotated to the top
 
 
 def test_without_exif_tag_top_and_bottom_match(tmp_path):
-    array = ingest.decode_image(_half_black_jpeg(tmp_path / "n.jpg", None), 8, 1)[0].astype(float)
+    array = decode_image(_half_black_jpeg(tmp_path / "n.jpg", None), 8, 1)[0].astype(float)
     assert abs(array[:2].mean() - array[-2:].mean()) < 10, array
     assert array[:, 0].mean() < 60 and array[:, -1].mean() > 195  # still left dark, right light
 
@@ -396,8 +397,8 @@ def test_every_exif_orientation_decodes_upright(tmp_path, orientation, mode, suf
     with Image.open(tagged) as check:
         assert check.getexif().get(0x0112) == orientation  # the tag was written
     for channels in (1, 3):
-        got = ingest.decode_image(tagged, 8, channels, bit_depth=16 if mode == "I;16" else None)
-        want = ingest.decode_image(reference, 8, channels, bit_depth=16 if mode == "I;16" else None)
+        got = decode_image(tagged, 8, channels, bit_depth=16 if mode == "I;16" else None)
+        want = decode_image(reference, 8, channels, bit_depth=16 if mode == "I;16" else None)
         np.testing.assert_array_equal(got, want)
 
 
@@ -549,8 +550,8 @@ def test_split_is_stratified(split_root):
     for name, n in COUNTS.items():
         label = ds.classes.index(name)
         got = tuple(int(((ds.labels == label) & (ds.split == i)).sum()) for i in range(3))
-        assert got == data.split_sizes(n, VAL, TEST)
-        assert tuple(_per_class(summ)[name][s] for s in data.SPLITS) == got
+        assert got == split.split_sizes(n, VAL, TEST)
+        assert tuple(_per_class(summ)[name][s] for s in dataset.SPLITS) == got
 
 
 def test_split_depends_only_on_split_seed(split_root):
@@ -582,7 +583,7 @@ def test_without_duplicates_the_split_is_unchanged(split_root, split_seed):
     ds = _ingest(split_root, split_seed=split_seed)
     assert ds.groups.tolist() == list(range(len(ds.paths)))
     assert "".join(map(str, ds.split.tolist())) == SPLIT_BEFORE_DUPLICATE_GROUPS[split_seed]
-    per_sample = data.stratified_split(ds.labels, VAL, TEST, split_seed)
+    per_sample = split.stratified_split(ds.labels, VAL, TEST, split_seed)
     assert ds.split.tobytes() == per_sample.tobytes()
     assert ingest.summary(ds)["duplicates"] == {"groups": 0, "images": 0, "cross_class_groups": 0}
 
@@ -597,7 +598,7 @@ def test_splits_are_disjoint_and_cover_all_kept_images(split_root):
     on_disk = {p.relative_to(split_root).as_posix() for p in split_root.rglob("*.png")}
     assert parts[0] | parts[1] | parts[2] == on_disk == set(ds.paths)
     assert len(ds.paths) == len(set(ds.paths)) == sum(COUNTS.values())
-    sizes = [ds.subset(name)[0].shape[0] for name in data.SPLITS]
+    sizes = [ds.subset(name)[0].shape[0] for name in dataset.SPLITS]
     assert sizes == [len(p) for p in parts]
     train_x, train_y = ds.subset("train")
     assert train_x.shape[0] == train_y.shape[0]
@@ -628,8 +629,8 @@ def test_decode_with_one_or_two_workers_is_identical(tmp_path):
     (tmp_path / "a" / "zz_bad.png").write_bytes(b"bad")
     rels.append("a/zz_bad.png")
     assert len(rels) >= 64  # the process-pool path
-    serial = ingest.decode_all(tmp_path, rels, 8, 3, workers=1)
-    parallel = ingest.decode_all(tmp_path, rels, 8, 3, workers=2)
+    serial = decode_all(tmp_path, rels, 8, 3, workers=1)
+    parallel = decode_all(tmp_path, rels, 8, 3, workers=2)
     assert len(serial) == len(parallel) == len(rels)
     for (a, ra), (b, rb) in zip(serial, parallel, strict=True):
         assert ra == rb
@@ -678,7 +679,7 @@ def _full_decode(monkeypatch, path: Path, image_size: int, channels: int) -> np.
     """``decode_image`` with Pillow's draft turned off: every JPEG decoded at full size."""
     with monkeypatch.context() as m:
         m.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, mode, size: None)
-        return ingest.decode_image(path, image_size, channels)
+        return decode_image(path, image_size, channels)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -688,7 +689,7 @@ def test_jpeg_twice_the_target_is_drafted_and_close_to_a_full_decode(
 ):
     path = _smooth_jpeg(tmp_path / "big.jpg", *size)
     reference = _full_decode(monkeypatch, path, 32, channels).astype(int)
-    array = ingest.decode_image(path, 32, channels)
+    array = decode_image(path, 32, channels)
     assert draft_scales == [scale]
     assert array.shape == (channels, 32, 32) and array.dtype == np.uint8
     diff = np.abs(array.astype(int) - reference)
@@ -703,7 +704,7 @@ def test_jpeg_under_twice_the_target_decodes_exactly_at_full_size(
     tmp_path, monkeypatch, draft_scales, size, channels
 ):
     path = _smooth_jpeg(tmp_path / "small.jpg", *size)
-    array = ingest.decode_image(path, 32, channels)
+    array = decode_image(path, 32, channels)
     assert draft_scales == [1]
     np.testing.assert_array_equal(array, _full_decode(monkeypatch, path, 32, channels))
 
@@ -748,8 +749,8 @@ def test_memory_mapped_output_equals_in_memory_output(tmp_path):
     np.testing.assert_array_equal(mapped.images, in_memory.images)
     assert mapped.paths == in_memory.paths and mapped.skipped == in_memory.skipped
     np.testing.assert_array_equal(mapped.split, in_memory.split)
-    data.save_dataset(tmp_path / "m", mapped)
-    data.save_dataset(tmp_path / "i", in_memory)
+    dataset.save_dataset(tmp_path / "m", mapped)
+    dataset.save_dataset(tmp_path / "i", in_memory)
     for name in sorted(p.name for p in (tmp_path / "i").iterdir()):
         assert (tmp_path / "m" / name).read_bytes() == (tmp_path / "i" / name).read_bytes()
 
@@ -765,9 +766,9 @@ def test_a_spawned_worker_decodes_exactly_like_this_process(tmp_path):
     paths = [str(tmp_path / rel) for rel in [*rels, "a/zz_bad.png"]]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        remote = pool.submit(ingest._decode_chunk, paths, 8, 3).result()
-    _assert_same_results(remote[:-1], ingest._decode_chunk(paths[:-1], 8, 3))
-    assert remote[-1][0] is None and remote[-1][1] == ingest._decode_chunk(paths[-1:], 8, 3)[0][1]
+        remote = pool.submit(ingest.decode_chunk, paths, 8, 3).result()
+    _assert_same_results(remote[:-1], ingest.decode_chunk(paths[:-1], 8, 3))
+    assert remote[-1][0] is None and remote[-1][1] == ingest.decode_chunk(paths[-1:], 8, 3)[0][1]
 
 
 class _FakePool:
@@ -822,7 +823,7 @@ def test_parallel_decode_keeps_a_bounded_number_of_chunks_in_flight(tmp_path, fa
     rest = list(stream)
     assert len(pool.chunks) == 16
     assert pool.shutdown_kwargs == {"wait": True, "cancel_futures": True}
-    _assert_same_results([first, *rest], ingest.decode_all(tmp_path, rels, 8, 1, workers=1))
+    _assert_same_results([first, *rest], decode_all(tmp_path, rels, 8, 1, workers=1))
 
 
 def test_main_process_decodes_alone_until_a_worker_is_up(tmp_path, fake_pool, monkeypatch):
@@ -832,7 +833,7 @@ def test_main_process_decodes_alone_until_a_worker_is_up(tmp_path, fake_pool, mo
     (pool,) = fake_pool.instances
     assert pool.pings == 2 and pool.chunks == []  # nothing was handed to absent workers
     assert pool.shutdown_kwargs == {"wait": False, "cancel_futures": True}
-    _assert_same_results(got, ingest.decode_all(tmp_path, rels, 8, 1, workers=1))
+    _assert_same_results(got, decode_all(tmp_path, rels, 8, 1, workers=1))
 
 
 def test_main_process_takes_chunks_no_worker_has_started(tmp_path, fake_pool, monkeypatch):
@@ -841,7 +842,7 @@ def test_main_process_takes_chunks_no_worker_has_started(tmp_path, fake_pool, mo
     got = list(ingest.iter_decoded(tmp_path, rels, 8, 1, workers=2))
     (pool,) = fake_pool.instances
     assert len(pool.chunks) == 16 and all(f.cancelled() for f in pool.chunks)
-    _assert_same_results(got, ingest.decode_all(tmp_path, rels, 8, 1, workers=1))
+    _assert_same_results(got, decode_all(tmp_path, rels, 8, 1, workers=1))
 
 
 def test_stopping_the_stream_early_cancels_what_has_not_started(tmp_path, fake_pool):
@@ -862,12 +863,14 @@ def test_summary_is_consistent_with_dataset(split_root):
     summ = ingest.summary(ds)
     assert summ["images"] == len(ds.labels) == ds.images.shape[0] == sum(COUNTS.values())
     assert summ["classes"] == len(ds.classes) == len(COUNTS)
-    assert summ["split"] == {name: int((ds.split == i).sum()) for i, name in enumerate(data.SPLITS)}
+    assert summ["split"] == {
+        name: int((ds.split == i).sum()) for i, name in enumerate(dataset.SPLITS)
+    }
     assert sum(summ["split"].values()) == summ["images"]
     assert [row["class"] for row in summ["per_class"]] == ds.classes
     for name, n in COUNTS.items():
         assert sum(_per_class(summ)[name].values()) == n
-    for split_name in data.SPLITS:
+    for split_name in dataset.SPLITS:
         assert sum(c[split_name] for c in summ["per_class"]) == summ["split"][split_name]
     assert summ["skipped"] == {"count": 0, "files": []}
     assert summ["ignored"] == {"hidden": 0, "non_image": 0, "outside_class_folder": 0,
@@ -908,7 +911,7 @@ def dup_root(tmp_path_factory) -> Path:
     return root
 
 
-def _groups_of(ds: data.Dataset) -> list[list[str]]:
+def _groups_of(ds: dataset.Dataset) -> list[list[str]]:
     """The dataset's groups of more than one image, as sorted path lists."""
     by_group: dict[int, list[str]] = {}
     for path, group in zip(ds.paths, ds.groups.tolist(), strict=True):
@@ -939,7 +942,7 @@ def test_every_duplicate_group_is_in_one_split_for_any_split_seed(dup_root, chan
         ds = _ingest(dup_root, split_seed=split_seed, **args)
         where = dict(zip(ds.paths, ds.split.tolist(), strict=True))
         for members in DUP_GROUPS:
-            splits = {p: data.SPLITS[where[p]] for p in members}
+            splits = {p: dataset.SPLITS[where[p]] for p in members}
             assert len(set(splits.values())) == 1, f"split_seed={split_seed}: {splits}"
         outside_train += sum(where[members[0]] != 0 for members in DUP_GROUPS)
     assert outside_train > 0  # some groups did land in val or test: the check above had teeth
@@ -956,7 +959,7 @@ def test_classes_are_split_by_group_in_todays_proportions(dup_root, split_seed):
         mine = first[ds.labels[first] == ds.classes.index(name)]
         assert len(mine) == n_groups, name
         got = tuple(np.bincount(ds.split[mine], minlength=3).tolist())
-        assert got == data.split_sizes(n_groups, VAL, TEST), name
+        assert got == split.split_sizes(n_groups, VAL, TEST), name
 
 
 def test_class_with_too_few_distinct_images_is_a_data_error(tmp_path):
@@ -993,8 +996,8 @@ def _run_stage(monkeypatch, root: Path, out: Path, **data_params) -> dict[str, s
         return {row["path"]: row["split"] for row in csv.DictReader(f)}
 
 
-def _named_split(ds: data.Dataset) -> dict[str, str]:
-    return {p: data.SPLITS[s] for p, s in zip(ds.paths, ds.split.tolist(), strict=True)}
+def _named_split(ds: dataset.Dataset) -> dict[str, str]:
+    return {p: dataset.SPLITS[s] for p, s in zip(ds.paths, ds.split.tolist(), strict=True)}
 
 
 def test_stage_splits_by_data_split_seed_not_seed(split_root, tmp_path, monkeypatch):
@@ -1043,9 +1046,9 @@ def test_a_name_that_is_not_utf8_is_named_before_any_decoding(tmp_path, bad, nam
         path = tmp_path / "data" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.new("L", (8, 8), 128).save(path, format="PNG")
-    monkeypatch.setattr(ingest, "_decode_chunk", lambda *a: pytest.fail("decoded first"))
+    monkeypatch.setattr(ingest, "decode_chunk", lambda *a: pytest.fail("decoded first"))
     with pytest.raises(DataError) as error:
-        ingest.scan_folder(tmp_path / "data")
+        scan.scan_folder(tmp_path / "data")
     message = str(error.value)
     assert f"{tmp_path / 'data'}/{named}" in message
     assert "not valid UTF-8" in message and "rename it" in message
@@ -1070,7 +1073,7 @@ def test_symlinked_folders_are_not_followed_and_are_reported(tmp_path):
         _png(root / "cat" / "real_sub" / f"{i}.png", 40 + i)  # a plain subfolder is read
     (root / "bird").symlink_to(Path("..", "elsewhere", "bird"))
     (root / "cat" / "extra").symlink_to(Path("..", "..", "pool", "more_cats"))
-    scan = ingest.scan_folder(root)
-    assert scan.classes == ["cat", "dog"]
-    assert len(scan.files) == 9 and all("extra" not in rel for rel, _ in scan.files)
-    assert scan.ignored["symlinked_folder"] == ["bird", "cat/extra"]
+    found = scan.scan_folder(root)
+    assert found.classes == ["cat", "dog"]
+    assert len(found.files) == 9 and all("extra" not in rel for rel, _ in found.files)
+    assert found.ignored["symlinked_folder"] == ["bird", "cat/extra"]

@@ -10,25 +10,25 @@ import torch.nn.functional as F
 from synthetic import silhouettes, standardize
 from torch import nn
 
-from initbench.cli import run
-from initbench.errors import DataError
-from initbench.files import write_json, write_npy
-from initbench.kmeans_init import (
+from initbench.core.cli import run
+from initbench.core.errors import DataError
+from initbench.core.files import write_json, write_npy
+from initbench.inits.kmeans import (
     conv1_from_centroids,
     count_distinct,
     default_filter_norm,
     kmeans_centroids,
     kmeans_conv1,
 )
-from initbench.model import build_classifier
-from initbench.patches import (
+from initbench.inits.patches import (
     apply_zca,
     fit_zca,
     normalize_contrast,
     prepare_patches,
     sample_patches,
 )
-from initbench.transfer import read_checkpoint, seeded_encoder
+from initbench.models.cnn import build_classifier, seeded_encoder
+from initbench.models.transfer import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

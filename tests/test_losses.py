@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from initbench.losses import nt_xent
+from initbench.inits.losses import nt_xent
 
 
 def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from initbench.model import Classifier, Encoder, build_classifier, feature_side
+from initbench.models.cnn import Classifier, Encoder, build_classifier, feature_side
 
 ARCH = {"channels": [16, 32, 64], "dropout": [0.3, 0.4, 0.4], "hidden": 128, "head_dropout": 0.5}
 

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from initbench import params as P
-from initbench.errors import ParamsError
+from initbench.core import yaml12
+from initbench.core.errors import ParamsError
 
 REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
 
@@ -651,13 +652,13 @@ DVC_SCALARS = [
 def test_read_yaml_reads_scalars_as_dvc_does(scalar):
     from dvc.utils.serialize import parse_yaml
 
-    ours = P.read_yaml(f"value: {scalar}\n")["value"]
+    ours = yaml12.read_yaml(f"value: {scalar}\n")["value"]
     dvc = parse_yaml(f"value: {scalar}\n", "params.yaml")["value"]
     assert (type(ours), ours) == (type(dvc), dvc)
 
 
 def test_read_yaml_nan_is_a_float():
-    value = P.read_yaml("value: .nan\n")["value"]
+    value = yaml12.read_yaml("value: .nan\n")["value"]
     assert type(value) is float and value != value
 
 

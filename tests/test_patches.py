@@ -7,10 +7,10 @@ import pytest
 import torch
 from synthetic import silhouettes, standardize
 
-from initbench.cli import run
-from initbench.errors import DataError
-from initbench.files import write_json, write_npy
-from initbench.patches import (
+from initbench.core.cli import run
+from initbench.core.errors import DataError
+from initbench.core.files import write_json, write_npy
+from initbench.inits.patches import (
     apply_zca,
     drop_flat,
     fit_zca,
@@ -178,7 +178,7 @@ def test_all_flat_patches_are_a_one_line_error(noise):
 
 
 def write_arrays(folder, images: np.ndarray) -> None:
-    """The files ``initbench.data.load_dataset`` reads, with every image in train."""
+    """The files ``initbench.data.dataset.load_dataset`` reads, with every image in train."""
     x = images.astype(np.float64) / 255
     meta = {"image_size": images.shape[-1], "channels": images.shape[1],
             "mean": [float(x.mean())], "std": [float(x.std()) or 1.0]}  # fmt: skip
@@ -213,8 +213,8 @@ def in_repo(monkeypatch):
 
 
 def test_patches_stage_writes_kept_patches_and_counts_from_its_seed(in_repo, monkeypatch, tmp_path):
+    from initbench.data.transforms import Normalize
     from initbench.params import load_params
-    from initbench.train import Normalize
 
     p = load_params().patches
     images = silhouettes(30, 16, seed=17)

@@ -235,7 +235,7 @@ def test_plots_show_renders_the_comparison_charts_offline(project, tmp_path):
 def test_make_plots_writes_a_png_of_every_plot(project, tmp_path):
     listed = json.loads(run(project, "dvc", "plots", "show", "--json").stdout)["data"]
     out = tmp_path / "png"
-    run(project, sys.executable, "-m", "initbench.plots", "png", str(out))
+    run(project, sys.executable, "-m", "initbench.views.plots", "png", str(out))
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == sum(len(entries) for entries in listed.values()) >= 8
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

@@ -1,11 +1,11 @@
-"""The offline plot page and the PNG export (initbench.plots)."""
+"""The offline plot page and the PNG export (initbench.views.plots)."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from initbench import plots
+from initbench.views import plots
 
 REPO = Path(__file__).resolve().parents[1]
 #: An address the browser would fetch: a script, stylesheet, image or frame from the network.
@@ -21,7 +21,7 @@ def template() -> str:
 
 def test_the_committed_template_is_what_the_pinned_vl_convert_gives(template):
     committed = (REPO / plots.TEMPLATE).read_text(encoding="utf-8")
-    assert committed == template, "run `python -m initbench.plots template` and commit it"
+    assert committed == template, "run `python -m initbench.views.plots template` and commit it"
 
 
 def test_dvc_is_configured_to_use_it():

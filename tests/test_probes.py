@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from initbench import probes
-from initbench.model import Encoder
-from initbench.probes import encode, knn_accuracy, linear_probe, recalibrate_batchnorm
-from initbench.train import Normalize, set_seed
+from initbench.data.transforms import Normalize
+from initbench.models.cnn import Encoder
+from initbench.training import probes
+from initbench.training.probes import encode, knn_accuracy, linear_probe, recalibrate_batchnorm
+from initbench.training.setup import set_seed
 
 CHANNELS = [4, 8, 8]
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""The comparison's overall progress line (initbench.progress)."""
+"""The comparison's overall progress line (initbench.comparison.progress)."""
 
 import json
 import os
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from initbench import progress
+from initbench.comparison import progress
 
 
 def test_each_run_adds_to_the_count_the_time_so_far_and_the_estimate(tmp_path):

@@ -3,13 +3,16 @@ import copy
 import pytest
 import torch
 
-from initbench.data import ArrayData, Split, label_subset
-from initbench.model import Classifier, Encoder
+from initbench.comparison.protocols import classifier_from_init, finetune, labelled_train, probe
+from initbench.data.dataset import ArrayData, Split
+from initbench.data.split import label_subset
+from initbench.data.transforms import Normalize
+from initbench.models.cnn import Classifier, Encoder, seeded_encoder
+from initbench.models.transfer import make_checkpoint
 from initbench.params import FinetuneParams, LinearProbeParams, ModelParams
-from initbench.probes import encode, linear_probe, recalibrate_batchnorm
-from initbench.protocols import classifier_from_init, finetune, labelled_train, probe
-from initbench.train import Normalize, evaluate, step_budget
-from initbench.transfer import make_checkpoint, seeded_encoder
+from initbench.training.loop import step_budget
+from initbench.training.probes import encode, linear_probe, recalibrate_batchnorm
+from initbench.training.supervised import evaluate
 
 CPU = torch.device("cpu")
 MODEL = ModelParams(channels=[4, 8, 8], dropout=[0.3, 0.4, 0.4], hidden=16, head_dropout=0.5)

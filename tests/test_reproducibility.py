@@ -35,13 +35,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from initbench.data import Split
-from initbench.ingest import ingest
-from initbench.kmeans_init import kmeans_conv1
-from initbench.model import build_classifier
-from initbench.patches import prepare_patches, sample_patches
-from initbench.train import Normalize, fit, resolve_device, run_info
-from initbench.transfer import seeded_encoder
+from initbench.data.dataset import Split
+from initbench.data.ingest import ingest
+from initbench.inits.kmeans import kmeans_conv1
+from initbench.models.cnn import build_classifier
+from initbench.inits.patches import prepare_patches, sample_patches
+from initbench.data.transforms import Normalize
+from initbench.models.cnn import seeded_encoder
+from initbench.training.setup import resolve_device, run_info
+from initbench.training.supervised import fit
 
 def md5(*arrays):
     digest = hashlib.md5()

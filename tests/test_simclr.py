@@ -4,11 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from initbench.data import Split
-from initbench.model import Encoder, feature_side
-from initbench.probes import encode, knn_accuracy, recalibrate_batchnorm
-from initbench.simclr import KNN_PROBES, ProjectionHead, SimCLR, probe_knn, train_simclr
-from initbench.train import MAX_ROUNDS, Normalize, set_seed
+from initbench.data.dataset import Split
+from initbench.data.transforms import Normalize
+from initbench.inits.simclr import KNN_PROBES, ProjectionHead, SimCLR, probe_knn, train_simclr
+from initbench.models.cnn import Encoder, feature_side
+from initbench.training.loop import MAX_ROUNDS
+from initbench.training.probes import encode, knn_accuracy, recalibrate_batchnorm
+from initbench.training.setup import set_seed
 
 CHANNELS, DROPOUT = [4, 8, 8], [0.0, 0.0, 0.0]
 CPU = torch.device("cpu")
@@ -163,11 +165,12 @@ def test_train_simclr_survives_a_last_batch_of_one_image():
 def test_views_stay_float32_when_the_model_runs_in_mixed_precision(monkeypatch):
     """On CUDA the step runs under bfloat16 autocast; the augmentation must not (its
     sampling grid would be rounded, so a seed's views would depend on the precision)."""
-    import initbench.simclr as simclr_module
-    from initbench import train as train_module
+    import initbench.inits.simclr as simclr_module
+    from initbench.training import loop as loop_module
+    from initbench.training import precision as precision_module
 
-    monkeypatch.setattr(train_module, "mixed_precision",
-                        lambda device: train_module.MixedPrecision(torch.bfloat16))  # fmt: skip
+    monkeypatch.setattr(loop_module, "mixed_precision",
+                        lambda device: precision_module.MixedPrecision(torch.bfloat16))  # fmt: skip
     seen = []
     original = simclr_module.simclr_view
 

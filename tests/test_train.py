@@ -4,19 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from initbench import train
-from initbench.data import Split, label_subset
-from initbench.model import build_classifier
-from initbench.train import (
-    MAX_ROUNDS,
-    Normalize,
-    evaluate,
-    fit,
-    resolve_device,
-    round_ends,
-    set_seed,
-    step_budget,
-)
+from initbench.data.dataset import Split
+from initbench.data.split import label_subset
+from initbench.data.transforms import Normalize
+from initbench.models.cnn import build_classifier
+from initbench.training import loop as train_loop
+from initbench.training import placement, precision, setup
+from initbench.training.loop import MAX_ROUNDS, round_ends, step_budget
+from initbench.training.setup import resolve_device, set_seed
+from initbench.training.supervised import evaluate, fit
 
 ARCH = {"channels": [4, 8, 8], "dropout": [0.3, 0.4, 0.4], "hidden": 16, "head_dropout": 0.5}
 CPU = torch.device("cpu")
@@ -293,13 +289,13 @@ def test_resolve_device_sets_the_thread_count_only_when_asked():
 def test_run_info_names_what_the_bits_depend_on(monkeypatch):
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    (info,) = train.run_info(torch.device("cpu"))
+    (info,) = setup.run_info(torch.device("cpu"))
     assert info["torch"] == torch.__version__ and info["threads"] == torch.get_num_threads()
     assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert info["processes"] == 1 and info["device"] == "cpu"
     assert info["env"] == {"ATEN_CPU_CAPABILITY": "default"}
     monkeypatch.delenv("ATEN_CPU_CAPABILITY")
-    assert "env" not in train.run_info(torch.device("cpu"))[0]
+    assert "env" not in setup.run_info(torch.device("cpu"))[0]
 
 
 def test_the_history_file_grows_round_by_round_during_training(tmp_path):
@@ -307,7 +303,7 @@ def test_the_history_file_grows_round_by_round_during_training(tmp_path):
     import json
 
     path = tmp_path / "plots" / "history.json"
-    write = train.live_history(path)
+    write = train_loop.live_history(path)
     on_disk = []
 
     def on_history(history):
@@ -324,18 +320,18 @@ def test_the_history_file_grows_round_by_round_during_training(tmp_path):
 
 
 def test_cpu_trains_in_float32_and_cuda_in_bfloat16_or_float16_with_a_scaler(monkeypatch):
-    cpu = train.mixed_precision(CPU)
+    cpu = precision.mixed_precision(CPU)
     assert cpu.dtype is None and cpu.scaler is None and cpu.name == "float32"
-    assert train.run_info(CPU)[0]["precision"] == "float32"
+    assert setup.run_info(CPU)[0]["precision"] == "float32"
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))  # Hopper
-    bf16 = train.mixed_precision(cuda)
+    bf16 = precision.mixed_precision(cuda)
     assert bf16.dtype == torch.bfloat16 and bf16.scaler is None
     assert bf16.name == "bfloat16 autocast"
     # Turing (7.5): torch.cuda.is_bf16_supported() says yes (emulated), yet float16 is right
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
-        fp16 = train.mixed_precision(cuda)  # the scaler warns (and disables itself) off CUDA
+        fp16 = precision.mixed_precision(cuda)  # the scaler warns (and disables itself) off CUDA
     assert fp16.dtype == torch.float16 and isinstance(fp16.scaler, torch.amp.GradScaler)
     assert fp16.name == "float16 autocast + grad scaler"
 
@@ -346,7 +342,7 @@ def test_optimize_runs_the_loss_under_autocast_and_steps_through_the_scaler():
     set_seed(0)
     model = build_classifier(1, 16, 3, **ARCH)
     scaler = torch.amp.GradScaler("cpu", init_scale=16.0, growth_interval=1)
-    precision = train.MixedPrecision(torch.bfloat16, scaler)
+    mixed = precision.MixedPrecision(torch.bfloat16, scaler)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
 
@@ -356,9 +352,9 @@ def test_optimize_runs_the_loss_under_autocast_and_steps_through_the_scaler():
         return nn.functional.cross_entropy(logits, labels)
 
     rounds = []
-    train.optimize(torch.optim.Adam(model.parameters(), lr=0.01), _toy_split(), batch_size=16,
+    train_loop.optimize(torch.optim.Adam(model.parameters(), lr=0.01), _toy_split(), batch_size=16,
                    steps=6, generator=torch.Generator().manual_seed(0), loss_fn=loss_fn,
-                   on_round=rounds.append, desc="amp", device=CPU, precision=precision)  # fmt: skip
+                   on_round=rounds.append, desc="amp", device=CPU, precision=mixed)  # fmt: skip
     assert seen == [(True, torch.bfloat16)] * 6
     assert scaler.get_scale() == 16.0 * 2**6  # every step went through scaler.update
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32
@@ -368,13 +364,13 @@ def test_optimize_runs_the_loss_under_autocast_and_steps_through_the_scaler():
 
 def test_cpu_batches_are_neither_copied_nor_pinned():
     split = _toy_split()
-    assert train.keep_on_device(split, CPU) is split
-    assert train.to_device(split.images, CPU) is split.images
+    assert placement.keep_on_device(split, CPU) is split
+    assert placement.to_device(split.images, CPU) is split.images
 
 
 def test_data_stays_on_the_gpu_only_when_it_takes_at_most_half_the_free_memory():
-    assert train.fits_on_device(500, 1000) and not train.fits_on_device(501, 1000)
-    assert train.fits_on_device(0, 0) and not train.fits_on_device(1, 0)
+    assert placement.fits_on_device(500, 1000) and not placement.fits_on_device(501, 1000)
+    assert placement.fits_on_device(0, 0) and not placement.fits_on_device(1, 0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -383,12 +379,12 @@ def test_cuda_trains_with_the_split_on_the_gpu_or_from_pinned_batches(monkeypatc
     cuda = torch.device("cuda")
     split = _toy_split()
     if on_gpu:
-        kept = train.keep_on_device(split, cuda)
+        kept = placement.keep_on_device(split, cuda)
         assert kept.images.is_cuda and kept.labels.is_cuda
     else:
-        monkeypatch.setattr(train, "fits_on_device", lambda *a, **k: False)
-        assert train.keep_on_device(split, cuda) is split
-        moved = train.to_device(split.images, cuda)
+        monkeypatch.setattr(placement, "fits_on_device", lambda *a, **k: False)
+        assert placement.keep_on_device(split, cuda) is split
+        moved = placement.to_device(split.images, cuda)
         assert moved.is_cuda and torch.equal(moved.cpu(), split.images)
     set_seed(0)
     model = build_classifier(1, 16, 3, **ARCH).to(cuda)

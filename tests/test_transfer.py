@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from initbench.errors import CheckpointError
-from initbench.files import write_torch
-from initbench.model import Encoder, build_classifier
-from initbench.transfer import (
+from initbench.core.errors import CheckpointError
+from initbench.core.files import write_torch
+from initbench.models.cnn import Encoder, build_classifier
+from initbench.models.transfer import (
     check_meta,
     load_encoder,
     load_init,

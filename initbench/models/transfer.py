@@ -20,27 +20,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from initbench.errors import CheckpointError
-from initbench.model import Classifier, Encoder
+from initbench.core.errors import CheckpointError
+from initbench.models.cnn import Classifier
 
 FORMAT = "initbench-init/1"
+
 #: meta key -> the params.yaml key that controls it
 META_PARAMS = {
     "in_channels": "data.channels",
     "channels": "model.channels",
     "image_size": "data.image_size",
 }
-
-
-def seeded_encoder(
-    in_channels: int, channels: list[int], dropout: list[float], seed: int
-) -> Encoder:
-    """The encoder every strategy starts from: PyTorch's default init drawn from ``seed``.
-
-    ``random`` saves it as is; pretraining trains it; k-means replaces conv1 only.
-    """
-    torch.manual_seed(seed)
-    return Encoder(in_channels, channels, dropout)
 
 
 def make_checkpoint(strategy: str, encoder: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:

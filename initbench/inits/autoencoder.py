@@ -14,10 +14,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from initbench import distributed
-from initbench.data import Split
-from initbench.model import LEAKY_SLOPE, Encoder
-from initbench.train import EVAL_BATCH_SIZE, Normalize, Round, batches, optimize, step_budget
+from initbench.data.dataset import Split
+from initbench.data.transforms import Normalize
+from initbench.models.cnn import Encoder
+from initbench.models.sizes import LEAKY_SLOPE
+from initbench.training import distributed
+from initbench.training.loop import EVAL_BATCH_SIZE, Round, batches, optimize, step_budget
 
 
 class Decoder(nn.Module):
@@ -108,9 +110,9 @@ def train_autoencoder(
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> AutoencoderResult:
     """Adam on per-pixel MSE between the decoder's output and the 0..1 input, for
-    :func:`initbench.train.step_budget` steps; val MSE once a round. Labels are unused.
+    :func:`initbench.training.loop.step_budget` steps; val MSE once a round. Labels are unused.
 
-    In a process group (:mod:`initbench.distributed`) the model trains as
+    In a process group (:mod:`initbench.training.distributed`) the model trains as
     ``DistributedDataParallel`` on shards of each global batch of ``batch_size`` images, and
     every process computes the val and train losses alike. ``on_history`` (if given) gets
     the history so far after each round, so a stage can write it as training goes."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from initbench.errors import DataError
+from initbench.core.errors import DataError
 
 # Coates & Ng add 10 to the patch variance for 0..255 pixels; for pixels standardized by
 # a channel std sigma (0..1 scale) that is 10 / (255 * sigma)**2, about 1.7e-3 to 3.8e-3 for

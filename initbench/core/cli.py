@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from initbench import STARTED
-from initbench.errors import InitbenchError
+from initbench.core.errors import InitbenchError
 
 
 def run(main: Callable[[], None], *, wall_time: bool = True) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from initbench import distributed
+from initbench.training import distributed
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -64,7 +64,7 @@ def gathered_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> 
     """:func:`nt_xent` over the global batch of a process group.
 
     ``z1`` and ``z2`` are this process's ``(n, D)`` projections of its ``n`` images; the rows
-    of every process are gathered with gradients (:func:`initbench.distributed.gather_rows`),
+    of every process are gathered with gradients (:func:`initbench.training.distributed.gather_rows`),
     so each anchor has the ``2N - 2`` negatives of all ``N = world_size * n`` images, as in
     SimCLR's multi-device training (Chen et al. 2020, Sec. 2.2: negatives from every
     device). Every process gets the same value, the loss of the concatenated batch; the

@@ -22,7 +22,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from initbench.train import EVAL_BATCH_SIZE, Normalize
+from initbench.data.transforms import Normalize
+from initbench.training.loop import EVAL_BATCH_SIZE
 
 KNN_NEIGHBORS = 20
 #: Precise BatchNorm reads at most this many train images (a fixed seeded sample).

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from initbench.errors import DataError
+from initbench.core.errors import DataError
 
 # k-means++ restarts; the best inertia wins. Cheap for 3x3 patches, steadier than sklearn's 1.
 N_INIT = 3
@@ -109,7 +109,7 @@ def conv1_from_centroids(
 
     Args:
         centroids: ``(k, D)`` with ``D = C * kh * kw``.
-        zca_matrix: ``(D, D)``, from :func:`initbench.patches.fit_zca` (identity without).
+        zca_matrix: ``(D, D)``, from :func:`initbench.inits.patches.fit_zca` (identity without).
         default_weight: ``(k, C, kh, kw)``, the seeded default init of the conv (its shape
             sets the output's); default_bias: ``(k,)``.
 
@@ -219,7 +219,7 @@ def kmeans_conv1(
     """conv1 from k-means on ``whitened`` patches, one centroid per output channel.
 
     Args:
-        whitened: ``(M, D)`` from :func:`initbench.patches.prepare_patches` (flat patches
+        whitened: ``(M, D)`` from :func:`initbench.inits.patches.prepare_patches` (flat patches
             already dropped). zca_matrix, default_weight, default_bias: as
             :func:`conv1_from_centroids`; ``k = default_weight.shape[0]`` clusters.
         seed: k-means ``random_state``.

@@ -9,8 +9,8 @@ diff`` then render with no network.
 
 Usage::
 
-    python -m initbench.plots template   # rewrite .dvc/plots/offline.html (after a vl-convert bump)
-    python -m initbench.plots png [OUT]  # a PNG of every plot of `dvc plots show` (dvc_plots/png)
+    python -m initbench.views.plots template   # rewrite .dvc/plots/offline.html (after a vl-convert bump)
+    python -m initbench.views.plots png [OUT]  # a PNG of every plot of `dvc plots show` (dvc_plots/png)
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from initbench.errors import InitbenchError
-from initbench.files import write_bytes, write_text
+from initbench.core.errors import InitbenchError
+from initbench.core.files import write_bytes, write_text
 
 #: The page ``dvc plots show`` fills (``.dvc/config``: ``plots.html_template``).
 TEMPLATE = Path(".dvc/plots/offline.html")
@@ -39,7 +39,7 @@ _PAGE = """<!DOCTYPE html>
     <title>initbench plots</title>
     <!-- Vega {vega}, Vega-Lite {vega_lite} and Vega-Embed {vega_embed}, inlined from
          vl-convert-python {vl_convert}: this page loads nothing from the network.
-         Written by `python -m initbench.plots template`. -->
+         Written by `python -m initbench.views.plots template`. -->
     <script type="text/javascript">
 (function () {{  // the bundle's own names stay local; it sets window.vegaEmbed
 {bundle}
@@ -116,7 +116,7 @@ def export_png(out_dir: Path, scale: float = 2.0) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m initbench.plots", description=__doc__.split("\n\n")[0]
+        prog="python -m initbench.views.plots", description=__doc__.split("\n\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("template", help=f"rewrite {TEMPLATE}")
@@ -132,6 +132,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from initbench.cli import run
+    from initbench.core.cli import run
 
     run(main, wall_time=False)

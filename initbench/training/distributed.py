@@ -8,7 +8,7 @@ starts ``N`` copies of it per machine.
 Each copy joins the process group from torchrun's environment (NCCL on CUDA, gloo on CPU)
 and trains its share of every global batch in a ``DistributedDataParallel`` model.
 
-What is global and what is per process (see :func:`initbench.train.train_batches`):
+What is global and what is per process (see :func:`initbench.training.loop.train_batches`):
 
 - ``batch_size`` is the global batch, split evenly across the processes; the step budget
   and the order of images are those of a single-process run of the same seed;
@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from initbench.errors import InitbenchError
+from initbench.core.errors import InitbenchError
 
 #: torchrun's environment variable for the number of machines (its ``--nnodes``); when
 #: set, a stage is relaunched under torchrun even with one process per machine.

@@ -1,6 +1,8 @@
 """The lab report's CNN, with the encoder and the head as separate modules.
 
 Pretraining produces encoder weights; transfer is one load into ``encoder``.
+
+:func:`seeded_encoder` is the random init, the draw every strategy starts from.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-LEAKY_SLOPE = 0.1
+from initbench.models.sizes import KERNEL_SIZE, LEAKY_SLOPE
 
 
 class Dropout(nn.Dropout):
@@ -28,7 +30,9 @@ class ConvBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, dropout: float) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size=KERNEL_SIZE, padding=KERNEL_SIZE // 2
+        )
         self.bn = nn.BatchNorm2d(out_channels)
         self.act = nn.LeakyReLU(LEAKY_SLOPE)
         self.pool = nn.MaxPool2d(2)
@@ -114,3 +118,14 @@ def build_classifier(
         raise ValueError(f"image_size {image_size} is too small for {len(channels)} 2x2 pools")
     head = Head(encoder.out_channels * side * side, hidden, num_classes, head_dropout)
     return Classifier(encoder, head)
+
+
+def seeded_encoder(
+    in_channels: int, channels: list[int], dropout: list[float], seed: int
+) -> Encoder:
+    """The encoder every strategy starts from: PyTorch's default init drawn from ``seed``.
+
+    ``random`` saves it as is; pretraining trains it; k-means replaces conv1 only.
+    """
+    torch.manual_seed(seed)
+    return Encoder(in_channels, channels, dropout)

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from initbench.files import write_json
+from initbench.core.files import write_json
 
 PREFIX = "initbench-compare-progress-"
 

@@ -16,13 +16,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from initbench import distributed
-from initbench.augment import AugmentConfig, simclr_view
-from initbench.data import Split
-from initbench.losses import gathered_nt_xent
-from initbench.model import Encoder
-from initbench.probes import encode, knn_accuracy, recalibrate_batchnorm
-from initbench.train import Normalize, Round, optimize, step_budget
+from initbench.data.dataset import Split
+from initbench.data.transforms import Normalize
+from initbench.inits.augment import AugmentConfig, simclr_view
+from initbench.inits.losses import gathered_nt_xent
+from initbench.models.cnn import Encoder
+from initbench.training import distributed
+from initbench.training.loop import Round, optimize, step_budget
+from initbench.training.probes import encode, knn_accuracy, recalibrate_batchnorm
 
 #: The kNN probe runs before training and at most this many times during it: halfway and
 #: at the end. Each costs three encoder passes over the train images (about 3 s on the
@@ -76,7 +77,7 @@ def probe_knn(
     encoder: Encoder, normalize: Normalize, train: Split, val: Split, device: torch.device
 ) -> float:
     """kNN probe of the frozen encoder after precise BatchNorm on the train images
-    (:mod:`initbench.probes`): fit on train features and labels, scored on val."""
+    (:mod:`initbench.training.probes`): fit on train features and labels, scored on val."""
     recalibrate_batchnorm(encoder, normalize, train.images, device)
     return knn_accuracy(
         encode(encoder, normalize, train.images, device), train.labels.numpy(),
@@ -111,16 +112,16 @@ def train_simclr(
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> SimclrResult:
     """Adam on NT-Xent over two seeded random views per image, for
-    :func:`initbench.train.step_budget` steps. Train labels are used only by the kNN probe
+    :func:`initbench.training.loop.step_budget` steps. Train labels are used only by the kNN probe
     that monitors the frozen encoder before training and at up to :data:`KNN_PROBES`
     rounds (always the last).
 
-    In a process group (:mod:`initbench.distributed`) the model trains as
+    In a process group (:mod:`initbench.training.distributed`) the model trains as
     ``DistributedDataParallel`` on shards of each global batch of ``batch_size`` images, with
-    SyncBatchNorm on CUDA (:func:`initbench.distributed.sync_batchnorm`; the model's own
+    SyncBatchNorm on CUDA (:func:`initbench.training.distributed.sync_batchnorm`; the model's own
     BatchNorm modules are back afterwards), views drawn from a per-process seed
-    (:func:`initbench.distributed.rank_seed`) and NT-Xent over the gathered global batch
-    (:func:`initbench.losses.gathered_nt_xent`). Every process runs the kNN probes alike.
+    (:func:`initbench.training.distributed.rank_seed`) and NT-Xent over the gathered global batch
+    (:func:`initbench.inits.losses.gathered_nt_xent`). Every process runs the kNN probes alike.
     ``on_history`` (if given) gets the history so far after each round, so a stage can
     write it as training goes."""
     augment = augment or AugmentConfig()

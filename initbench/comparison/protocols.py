@@ -1,7 +1,7 @@
 """The two ways an init is judged: fine-tuning the whole classifier, and a linear probe.
 
 Both start from an init checkpoint and a seed. For one seed, every init gets the same
-label subset (:func:`initbench.data.label_subset`, nested across fractions), the same head
+label subset (:func:`initbench.data.split.label_subset`, nested across fractions), the same head
 init, the same data order and the same dropout masks, so results are paired by seed and
 differences between inits are not confounded with draws of those. Test accuracy is
 measured once, on the final weights (no selection on labelled val images).
@@ -16,12 +16,16 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from initbench.data import ArrayData, Split, label_subset
-from initbench.model import Classifier, build_classifier
+from initbench.data.dataset import ArrayData, Split
+from initbench.data.split import label_subset
+from initbench.data.transforms import Normalize
+from initbench.models.cnn import Classifier, build_classifier
+from initbench.models.transfer import load_init
 from initbench.params import FinetuneParams, LinearProbeParams, ModelParams
-from initbench.probes import ProbeResult, encode, linear_probe, recalibrate_batchnorm
-from initbench.train import Evaluation, Normalize, evaluate, fit, set_seed, step_budget
-from initbench.transfer import load_init
+from initbench.training.loop import step_budget
+from initbench.training.probes import ProbeResult, encode, linear_probe, recalibrate_batchnorm
+from initbench.training.setup import set_seed
+from initbench.training.supervised import Evaluation, evaluate, fit
 
 
 def classifier_from_init(
@@ -54,7 +58,7 @@ def labelled_train(data: ArrayData, label_fraction: float, seed: int) -> Split:
 @dataclass
 class FinetuneResult:
     model: Classifier  # final weights
-    history: list[dict[str, float]]  # one row a round, see initbench.train.fit
+    history: list[dict[str, float]]  # one row a round, see initbench.training.supervised.fit
     test: Evaluation
     train_images: int
     steps: int
@@ -72,11 +76,11 @@ def finetune(
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune the classifier from an init on ``label_fraction`` of the train labels for
-    :func:`initbench.train.step_budget` steps, then evaluate the final weights on test.
+    :func:`initbench.training.loop.step_budget` steps, then evaluate the final weights on test.
 
     With ``params.freeze_encoder`` only the (MLP) head trains, on an encoder whose
     BatchNorm statistics were first recomputed on the train images. In a process group
-    (:mod:`initbench.distributed`) every process runs this alike and :func:`fit` trains on
+    (:mod:`initbench.training.distributed`) every process runs this alike and :func:`fit` trains on
     its shard of each global batch.
 
     Raises:
@@ -109,7 +113,7 @@ def probe(
     """Linear probes of the frozen encoder of an init, one per label fraction: precise
     BatchNorm on all train images (no labels), then features of every train and test
     image, extracted once and shared by the fractions; each fraction fits logistic
-    regression (:func:`initbench.probes.linear_probe`) on its labelled subset's features.
+    regression (:func:`initbench.training.probes.linear_probe`) on its labelled subset's features.
 
     Returns:
         For each of ``label_fractions`` in order: the probe's test result and the number

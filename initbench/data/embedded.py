@@ -6,7 +6,7 @@ reconstruction, and write them out as ``<out>/<class>/<index>.png``.
 
 Usage (the Makefile runs this before ``dvc repro``)::
 
-    python -m initbench.embedded data
+    python -m initbench.data.embedded data
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from initbench.errors import DataError, InitbenchError
+from initbench.core.errors import DataError, InitbenchError
 
 CLASS_NAMES: tuple[str, ...] = (
     "bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra",

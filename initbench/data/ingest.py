@@ -1,0 +1,304 @@
+"""Ingest: scan, decode in parallel and split a class-folder tree into one uint8 array.
+
+What is read is :mod:`initbench.data.scan`'s, how each file is decoded
+:mod:`initbench.data.decode`'s.
+
+Parallelism and memory: this process and ``workers - 1`` spawned worker processes
+decode (the workers import numpy and Pillow, never torch), each holding one
+full-resolution image at a time. Results come back in file order, a bounded number
+of chunks ahead, and are copied into one preallocated ``(N, C, S, S)`` uint8 array
+as they arrive, so the peak is that array, a constant per process and a few
+hundred bytes per file for the paths. Above ``memmap_above`` bytes the array is
+memory-mapped onto an unlinked temporary file, so the kernel can page it out.
+:func:`initbench.data.dataset.save_dataset` streams each split from it to its ``.npy`` file
+a few thousand rows at a time, without copying a split. Integer images of more than
+8 bits add 2 bytes a pixel while the dataset's bit depth is found (below).
+
+A file that cannot be decoded (empty, truncated, corrupt, not an image) is
+skipped and reported with its reason. Hidden files and files with other
+extensions are ignored and counted. A symlinked folder (a class folder or one
+inside it) is not followed, as DVC does not follow it when it versions ``data/``:
+it is ignored and counted too, so what ingest reads is what ``data.dvc`` versions.
+A name that is not valid UTF-8 stops the scan with one line naming it.
+
+Exact duplicates (identical decoded arrays) are found by hashing, here in the
+main process, and each group of them is kept in one split. The format and
+:class:`~initbench.data.dataset.Dataset` live in :mod:`initbench.data.dataset`, the split
+logic in :mod:`initbench.data.split`.
+
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing
+import os
+import tempfile
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from initbench.core.errors import DataError
+from initbench.data.dataset import SPLITS, Dataset
+from initbench.data.decode import (
+    DecodeResult,
+    HighBitImage,
+    bit_depth_of,
+    decode_chunk,
+    decode_or_reason,
+    over_bit_depth,
+    to_uint8,
+)
+from initbench.data.scan import scan_folder
+from initbench.data.split import (
+    duplicate_counts,
+    duplicate_groups,
+    group_labels,
+    min_class_size,
+    stratified_split,
+)
+
+#: Output arrays larger than this many bytes are memory-mapped (see :func:`allocate_images`).
+MEMMAP_ABOVE = 512 * 2**20
+
+
+def default_workers() -> int:
+    """Decoders to use (the main process and worker processes): the CPUs this process may
+    run on, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+@dataclass
+class _Chunk:
+    """Files handed to the pool; ``results`` is set if the main process decoded them instead."""
+
+    paths: list[str]
+    future: Future
+    results: list[DecodeResult] | None = None
+
+
+def iter_decoded(
+    root: Path, relpaths: Sequence[str], image_size: int, channels: int, workers: int | None = None
+) -> Iterator[DecodeResult]:
+    """Decode files with ``workers`` decoders, yielding ``(array, None)`` or ``(None, reason)``
+    per file, in input order, as soon as each is ready.
+
+    The decoders are this process and ``workers - 1`` spawned processes. Until a worker
+    is up (spawning one and importing numpy and Pillow take about half a second), this
+    process decodes alone, in order. Then files go out in chunks, and while the next
+    chunk in order is not back, this process decodes the nearest chunk no worker has
+    taken. At most ``4 * workers`` chunks are out or waiting to be consumed, so memory
+    does not grow with the number of files. Arrays are uint8
+    ``(channels, image_size, image_size)`` (see :func:`~initbench.data.decode.decode_file`), or a
+    :class:`HighBitImage` for an integer grayscale file of more than 8 bits.
+    """
+    workers = workers or default_workers()
+    with tqdm(total=len(relpaths), desc="decoding", unit="img", disable=None) as progress:
+        if workers == 1 or len(relpaths) < 64:
+            for rel in relpaths:
+                yield decode_or_reason(str(root / rel), image_size, channels)
+                progress.update()
+            return
+        size = max(1, min(256, len(relpaths) // (workers * 8)))
+        chunks = (
+            [str(root / rel) for rel in relpaths[i : i + size]]
+            for i in range(0, len(relpaths), size)
+        )
+        context = multiprocessing.get_context("spawn")  # no fork of a possibly threaded parent
+        pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=context)
+
+        def submit(paths: list[str]) -> _Chunk:
+            return _Chunk(paths, pool.submit(decode_chunk, paths, image_size, channels))
+
+        started = [pool.submit(os.getpid) for _ in range(workers - 1)]  # start them all now
+        try:
+            while not any(ping.done() for ping in started):
+                paths = next(chunks, None)
+                if paths is None:
+                    break
+                for result in decode_chunk(paths, image_size, channels):
+                    yield result
+                    progress.update()
+            pending = deque(submit(paths) for paths in itertools.islice(chunks, 4 * workers))
+            while pending:
+                head = pending[0]
+                if head.results is None and not head.future.done():
+                    # cancel() succeeds only for a chunk no worker has taken yet.
+                    idle = next(
+                        (c for c in pending if c.results is None and c.future.cancel()), None
+                    )
+                    if idle is not None:
+                        idle.results = decode_chunk(idle.paths, image_size, channels)
+                        continue
+                pending.popleft()
+                results = head.future.result() if head.results is None else head.results
+                pending.extend(submit(paths) for paths in itertools.islice(chunks, 1))
+                for result in results:
+                    yield result
+                    progress.update()
+        finally:  # also when the consumer stops early: drop what has not started
+            # Workers still starting up exit on their own; waiting for them gains nothing.
+            pool.shutdown(wait=any(ping.done() for ping in started), cancel_futures=True)
+
+
+def allocate_images(
+    shape: tuple[int, int, int, int],
+    memmap_above: int = MEMMAP_ABOVE,
+    scratch_dir: str | os.PathLike[str] | None = None,
+) -> np.ndarray:
+    """An uninitialised uint8 array of ``shape``; memory-mapped when over ``memmap_above`` bytes.
+
+    The mapping is backed by an already-unlinked file in ``scratch_dir`` (default: the
+    system temporary folder), which disappears with the last reference to the array.
+    """
+    nbytes = math.prod(shape)
+    if nbytes == 0 or nbytes <= memmap_above:
+        return np.empty(shape, dtype=np.uint8)
+    with tempfile.TemporaryFile(dir=scratch_dir, prefix="initbench-ingest-") as backing:
+        return np.memmap(backing, dtype=np.uint8, mode="w+", shape=shape)  # the map outlives the fd
+
+
+def ingest(
+    root: str | os.PathLike[str],
+    image_size: int,
+    channels: int,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    workers: int | None = None,
+    memmap_above: int = MEMMAP_ABOVE,
+    scratch_dir: str | os.PathLike[str] | None = None,
+    bit_depth: int | str = "auto",
+) -> Dataset:
+    """Scan, decode and split a class-folder tree. ``root`` is only read, never written.
+
+    Decoded images are written straight into one preallocated array as they arrive
+    (see :func:`allocate_images` for ``memmap_above`` and ``scratch_dir``); no list
+    of images is ever built. ``bit_depth`` (``data.bit_depth``) maps integer grayscale
+    images of more than 8 bits; with ``"auto"`` their resized uint16 pixels (2 bytes a
+    pixel of the output) wait until the last file is read, to take the dataset's bit depth.
+
+    Exact duplicates (identical decoded pixels) are grouped and each group lands in
+    one split (see :func:`initbench.data.split.stratified_split`), so no val or test image
+    has a copy in train. A picture filed under two classes keeps both labels.
+
+    Raises:
+        DataError: no images, fewer than 2 classes, or a class with too few usable
+            (or too few distinct) images.
+    """
+    scan = scan_folder(root)
+    relpaths = [rel for rel, _ in scan.files]
+    shape = (len(relpaths), channels, image_size, image_size)
+    images = allocate_images(shape, memmap_above, scratch_dir)
+    kept_paths: list[str] = []
+    kept_labels: list[int] = []
+    skipped: list[dict[str, str]] = []
+    waiting: dict[int, np.ndarray] = {}  # row -> uint16 pixels, for the dataset's bit depth
+    high_bit_images, high_bit_max = 0, 0
+    decoded = iter_decoded(scan.root, relpaths, image_size, channels, workers)
+    for (rel, label), (array, reason) in zip(scan.files, decoded, strict=True):
+        if isinstance(array, HighBitImage):
+            if bit_depth != "auto" and array.max_value >= 2**bit_depth:
+                array, reason = None, over_bit_depth(array.max_value, bit_depth)
+            else:
+                high_bit_images += 1
+                high_bit_max = max(high_bit_max, array.max_value)
+                if bit_depth == "auto":
+                    waiting[len(kept_paths)] = array.values
+                    array = 0  # this row is written once every file is read
+                else:
+                    array = to_uint8(array.values, bit_depth)
+        if array is None:
+            skipped.append({"path": rel, "reason": str(reason)})
+        else:
+            images[len(kept_paths)] = array
+            kept_paths.append(rel)
+            kept_labels.append(label)
+    depth = bit_depth_of(high_bit_max) if bit_depth == "auto" else bit_depth
+    for row, values in waiting.items():
+        images[row] = to_uint8(values, depth)
+    images = images[: len(kept_paths)]  # a view: skipped files leave unused rows at the end
+    labels = np.array(kept_labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(scan.classes))
+    needed = min_class_size(val_fraction, test_fraction)
+    fractions = f"val_fraction={val_fraction:g}, test_fraction={test_fraction:g}"
+    for label, count in enumerate(counts):
+        if count < needed:
+            n_skipped = sum(1 for s in skipped if s["path"].split("/", 1)[0] == scan.classes[label])
+            detail = f" ({n_skipped} more skipped as unreadable)" if n_skipped else ""
+            raise DataError(
+                f"{scan.root / scan.classes[label]}/: {count} usable image(s){detail}; a class "
+                f"needs at least {needed} for train/val/test splits of {fractions}. "
+                "Add images or remove the folder"
+            )
+    groups = duplicate_groups(images)
+    distinct = np.bincount(group_labels(groups, labels), minlength=len(scan.classes))
+    for label, count in enumerate(distinct):
+        if count < needed:
+            raise DataError(
+                f"{scan.root / scan.classes[label]}/: {counts[label]} usable image(s) but only "
+                f"{count} distinct once exact duplicates are grouped (a picture also filed "
+                "under another class counts for the class of its first path); a class needs "
+                f"at least {needed} distinct for train/val/test splits of {fractions}. "
+                "Add images or remove the duplicates"
+            )
+    return Dataset(
+        classes=scan.classes,
+        paths=kept_paths,
+        images=images,
+        labels=labels,
+        split=stratified_split(labels, val_fraction, test_fraction, split_seed, groups),
+        groups=groups,
+        skipped=skipped,
+        ignored=scan.ignored,
+        high_bit=_high_bit_report(high_bit_images, depth, high_bit_max, bit_depth),
+    )
+
+
+def _high_bit_report(images: int, depth: int, max_value: int, param: int | str) -> dict:
+    if not images:
+        return {}
+    return {"images": images, "bit_depth": depth, "max_value": max_value, "bit_depth_param": param}
+
+
+def summary(dataset: Dataset) -> dict:
+    """The ``metrics/ingest.json`` content: counts per split and class, skipped and ignored files.
+
+    Returns:
+        ``{"images", "classes", "split": {split: n}, "per_class": [{"class", split: n}],
+        "skipped": {"count", "files": [{"path", "reason"}]}, "ignored": {kind: n},
+        "ignored_files": {kind: [path]}, "duplicates": {"groups", "images",
+        "cross_class_groups"}}`` and, when the folder held integer images of more than 8
+        bits, ``"high_bit_depth": {"images", "bit_depth", "max_value", "bit_depth_param"}``;
+        where ``duplicates`` counts groups of more than one
+        identical image, the images beyond the first of each group, and the groups
+        whose images sit in more than one class folder.
+    """
+    # A list, not a dict keyed by class: `dvc metrics show` tabulates only the scalars,
+    # so the table stays readable with 10 or 100 classes.
+    per_class = []
+    for label, name in enumerate(dataset.classes):
+        in_class = dataset.split[dataset.labels == label]
+        per_class.append(
+            {"class": name} | {s: int((in_class == i).sum()) for i, s in enumerate(SPLITS)}
+        )
+    return {
+        "images": len(dataset.labels),
+        "classes": len(dataset.classes),
+        "split": {s: int((dataset.split == i).sum()) for i, s in enumerate(SPLITS)},
+        "per_class": per_class,
+        "skipped": {"count": len(dataset.skipped), "files": dataset.skipped},
+        "ignored": {kind: len(paths) for kind, paths in dataset.ignored.items()},
+        "ignored_files": dataset.ignored,
+        "duplicates": duplicate_counts(dataset.groups, dataset.labels),
+    } | ({"high_bit_depth": dataset.high_bit} if dataset.high_bit else {})
