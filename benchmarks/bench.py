@@ -53,7 +53,7 @@ from initbench.data.transforms import Normalize
 from initbench.inits.simclr import ProjectionHead, SimCLR, train_simclr
 from initbench.models.cnn import Encoder, build_classifier, feature_side
 from initbench.training.probes import encode, knn_accuracy, linear_probe
-from initbench.training.setup import resolve_device
+from initbench.training.setup import configure_torch, resolve_device
 from initbench.training.supervised import fit
 
 WIDTHS, DROPOUT, HIDDEN, HEAD_DROPOUT = [16, 32, 64], [0.3, 0.4, 0.4], 128, 0.5
@@ -384,6 +384,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "reports" / "bench.md"))
     args = parser.parse_args()
     device = resolve_device(args.device)
+    configure_torch(device)
     rows: list[Row] = []
     started = time.perf_counter()
     if "finetune" in args.only:

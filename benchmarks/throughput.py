@@ -21,7 +21,7 @@ from initbench.inits.autoencoder import build_autoencoder
 from initbench.inits.losses import nt_xent
 from initbench.inits.simclr import ProjectionHead, SimCLR
 from initbench.models.cnn import Encoder, build_classifier, feature_side
-from initbench.training.setup import resolve_device
+from initbench.training.setup import configure_torch, resolve_device
 
 
 def rate(step: Callable[[], None], items: int, steps: int, device: torch.device) -> float:
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     device = resolve_device(args.device)
+    configure_torch(device)
     torch.manual_seed(0)
     c, s, b = args.channels, args.image_size, args.batch_size
     widths, dropout = [16, 32, 64], [0.3, 0.4, 0.4]

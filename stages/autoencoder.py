@@ -4,15 +4,19 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from initbench.core.cli import run
-from initbench.core.files import write_json, write_png, write_torch
+from initbench.core.files import write_json, write_npy, write_torch
 from initbench.data.dataset import load_dataset
 from initbench.data.transforms import Normalize
-from initbench.inits.autoencoder import build_autoencoder, mean_image_loss, train_autoencoder
+from initbench.inits.autoencoder import (
+    build_autoencoder,
+    mean_image_loss,
+    reconstructions,
+    train_autoencoder,
+)
 from initbench.models.cnn import seeded_encoder
-from initbench.models.transfer import make_checkpoint
+from initbench.models.transfer import encoder_meta, make_checkpoint
 from initbench.params import load_params
 from initbench.training.distributed import (
     is_local_main,
@@ -20,10 +24,7 @@ from initbench.training.distributed import (
     relaunch_under_torchrun,
 )
 from initbench.training.loop import live_history
-from initbench.training.setup import resolve_device, run_info, set_seed
-from initbench.views.pictures import tile
-
-SHOWN = 16  # val images in the reconstruction picture
+from initbench.training.setup import configure_torch, resolve_device, run_info, set_seed
 
 
 def main() -> None:
@@ -33,12 +34,15 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="init checkpoint to write")
     parser.add_argument("--report", required=True, help="reconstruction losses (JSON)")
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss (JSON)")
-    parser.add_argument("--image", required=True, help="val inputs over reconstructions (PNG)")
+    parser.add_argument("--reconstructions", required=True,
+                        help="val inputs and their reconstructions, uint8 (2, n, C, H, W) .npy")  # fmt: skip
     args = parser.parse_args()
     params = load_params()
     p, m = params.autoencoder, params.model
     relaunch_under_torchrun(params.nproc_per_node)
-    device = join_process_group(resolve_device(params.device, params.threads))
+    device = resolve_device(params.device)
+    configure_torch(device, params.threads)
+    device = join_process_group(device)
     data = load_dataset(args.dataset)
     set_seed(args.seed)
     encoder = seeded_encoder(data.channels, m.channels, m.dropout, args.seed)
@@ -52,22 +56,17 @@ def main() -> None:
         return  # each machine's first process writes the outputs
     baseline = mean_image_loss(train, val)
     write_torch(
-        args.out, make_checkpoint("autoencoder", model.encoder, data.encoder_meta(m.channels))
+        args.out,
+        make_checkpoint(
+            "autoencoder", model.encoder, encoder_meta(data.channels, m.channels, data.image_size)
+        ),
     )
     write_json(args.report, {"train_mse": round(result.train_loss, 6),
                              "val_mse": round(result.val_loss, 6),
                              "mean_image_val_mse": round(baseline, 6),
                               "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
-    model.eval()
-    with torch.no_grad():
-        shown = torch.linspace(0, len(val) - 1, min(SHOWN, len(val))).long()  # across classes
-        inputs = val.images[shown]
-        outputs = model(normalize(inputs.to(device))).cpu()
-    outputs = (outputs * 255).round().clamp(0, 255).to(torch.uint8)
-    write_png(
-        args.image, tile(np.concatenate([inputs.numpy(), outputs.numpy()]), len(shown), scale=3)
-    )
+    write_npy(args.reconstructions, np.stack(reconstructions(model, normalize, val, device)))
     print(f"autoencoder: val MSE {result.val_loss:.5f} vs mean-image baseline {baseline:.5f}")
 
 

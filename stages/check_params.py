@@ -15,12 +15,12 @@ from initbench.params import load_params
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="the init checkpoint finetune reads")
     parser.add_argument("--out", required=True, help="the detailed run's init and seed (JSON)")
     args = parser.parse_args()
     params = load_params()
-    checkpoint = f"artifacts/init/{params.init}/seed{params.seed}.pt"
-    write_json(args.out, {"init": params.init, "seed": params.seed, "checkpoint": checkpoint})
-    print(f"check_params: params.yaml is valid; finetune starts from {checkpoint}")
+    write_json(args.out, {"init": params.init, "seed": params.seed, "checkpoint": args.checkpoint})
+    print(f"check_params: params.yaml is valid; finetune starts from {args.checkpoint}")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,10 @@ once and fits one probe per fraction. Without ``--label-fractions``, the fractio
 """
 
 import argparse
-import dataclasses
 import time
 
 from initbench.comparison.progress import report_run
-from initbench.comparison.protocols import finetune, probe
+from initbench.comparison.protocols import PROTOCOLS, result_rows
 from initbench.core.cli import run
 from initbench.core.files import write_json
 from initbench.data.dataset import load_dataset
@@ -22,7 +21,7 @@ from initbench.training.distributed import (
     join_process_group,
     relaunch_under_torchrun,
 )
-from initbench.training.setup import resolve_device, run_info
+from initbench.training.setup import configure_torch, resolve_device, run_info
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
     parser.add_argument("--seed", required=True, type=int, help="seed of the runs")
     parser.add_argument("--label-fractions", nargs="+", type=float, metavar="F",
                         help="each in (0, 1]; default: compare.label_fractions")  # fmt: skip
-    parser.add_argument("--protocol", required=True, choices=["finetune", "linear_probe"])
+    parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
     parser.add_argument("--out", required=True, help="the runs' results (JSON list)")
     args = parser.parse_args()
     started = time.time()
@@ -42,27 +41,12 @@ def main() -> None:
         parser.error(f"--label-fractions must each be in (0, 1], got {fractions}")
     if args.protocol == "finetune":  # the probe trains no network: always one process
         relaunch_under_torchrun(params.nproc_per_node)
-    device = join_process_group(resolve_device(params.device, params.threads))
+    device = resolve_device(params.device)
+    configure_torch(device, params.threads)
+    device = join_process_group(device)
     data = load_dataset(args.dataset)
     strategy = str(read_checkpoint(args.init)["strategy"])
-    rows = []
-    if args.protocol == "finetune":
-        # The whole classifier trains here; finetune.freeze_encoder is for the single run only.
-        full = dataclasses.replace(params.finetune, freeze_encoder=False)
-        for fraction in fractions:
-            result = finetune(data, args.init, params.model, full, fraction, args.seed, device)
-            rows.append({"label_fraction": fraction, "accuracy": round(result.test.accuracy, 6),
-                         "macro_f1": round(result.test.macro_f1, 6),
-                         "train_images": result.train_images, "steps": result.steps,
-                         "history": result.history})  # fmt: skip
-    else:
-        probes = probe(data, args.init, params.model, params.linear_probe, fractions, args.seed,
-                       device)  # fmt: skip
-        for fraction, (outcome, n_train) in zip(fractions, probes, strict=True):
-            rows.append({"label_fraction": fraction, "accuracy": round(outcome.accuracy, 6),
-                         "macro_f1": round(outcome.macro_f1, 6), "train_images": n_train,
-                         "iterations": outcome.iterations,
-                         "converged": outcome.converged})  # fmt: skip
+    rows = result_rows(args.protocol, data, args.init, params, fractions, args.seed, device)
     if not is_local_main():
         return  # each machine's first process writes the outputs
     ran_on = run_info(device)

@@ -14,7 +14,7 @@ from initbench.training.distributed import (
     relaunch_under_torchrun,
 )
 from initbench.training.loop import live_history
-from initbench.training.setup import resolve_device, run_info
+from initbench.training.setup import configure_torch, resolve_device, run_info
 
 
 def main() -> None:
@@ -28,7 +28,9 @@ def main() -> None:
     params = load_params()
     p = params.finetune
     relaunch_under_torchrun(params.nproc_per_node)
-    device = join_process_group(resolve_device(params.device, params.threads))
+    device = resolve_device(params.device)
+    configure_torch(device, params.threads)
+    device = join_process_group(device)
     data = load_dataset(args.dataset)
     result = finetune(data, args.init, params.model, p, p.label_fraction, params.seed, device,
                       on_history=live_history(Path(args.plots) / "history.json"))  # fmt: skip

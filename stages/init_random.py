@@ -6,7 +6,7 @@ from initbench.core.cli import run
 from initbench.core.files import write_torch
 from initbench.data.dataset import load_dataset
 from initbench.models.cnn import seeded_encoder
-from initbench.models.transfer import make_checkpoint
+from initbench.models.transfer import encoder_meta, make_checkpoint
 from initbench.params import load_params
 
 
@@ -20,7 +20,12 @@ def main() -> None:
     data = load_dataset(args.dataset)
     m = params.model
     encoder = seeded_encoder(data.channels, m.channels, m.dropout, args.seed)
-    write_torch(args.out, make_checkpoint("random", encoder, data.encoder_meta(m.channels)))
+    write_torch(
+        args.out,
+        make_checkpoint(
+            "random", encoder, encoder_meta(data.channels, m.channels, data.image_size)
+        ),
+    )
     print(f"init_random: wrote {args.out}")
 
 

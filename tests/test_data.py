@@ -63,7 +63,16 @@ def _random_groups(rng: np.random.Generator, n_classes: int = 3) -> tuple[np.nda
 # --------------------------------------------------------------------------- imports
 
 
-@pytest.mark.parametrize("module", ["initbench.data.dataset", "initbench.data.split", "initbench.data.decode", "initbench.data.ingest", "stages.ingest"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "initbench.data.dataset",
+        "initbench.data.split",
+        "initbench.data.decode",
+        "initbench.data.ingest",
+        "stages.ingest",
+    ],
+)
 def test_importing_does_not_load_torch(module):
     # ingest's decode workers are spawned and import these; torch costs each ~460 MB.
     code = f"import {module}, sys; print('torch' in sys.modules)"

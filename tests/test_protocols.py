@@ -8,7 +8,7 @@ from initbench.data.dataset import ArrayData, Split
 from initbench.data.split import label_subset
 from initbench.data.transforms import Normalize
 from initbench.models.cnn import Classifier, Encoder, seeded_encoder
-from initbench.models.transfer import make_checkpoint
+from initbench.models.transfer import encoder_meta, make_checkpoint
 from initbench.params import FinetuneParams, LinearProbeParams, ModelParams
 from initbench.training.loop import step_budget
 from initbench.training.probes import encode, linear_probe, recalibrate_batchnorm
@@ -41,7 +41,12 @@ def _data(n_train=80):
 def _checkpoint(tmp_path, seed):
     encoder = seeded_encoder(1, MODEL.channels, MODEL.dropout, seed)
     path = tmp_path / f"init{seed}.pt"
-    torch.save(make_checkpoint("random", encoder, _data().encoder_meta(MODEL.channels)), path)
+    torch.save(
+        make_checkpoint(
+            "random", encoder, encoder_meta(_data().channels, MODEL.channels, _data().image_size)
+        ),
+        path,
+    )
     return path
 
 

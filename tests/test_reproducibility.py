@@ -42,7 +42,7 @@ from initbench.models.cnn import build_classifier
 from initbench.inits.patches import prepare_patches, sample_patches
 from initbench.data.transforms import Normalize
 from initbench.models.cnn import seeded_encoder
-from initbench.training.setup import resolve_device, run_info
+from initbench.training.setup import configure_torch, resolve_device, run_info
 from initbench.training.supervised import fit
 
 def md5(*arrays):
@@ -71,6 +71,7 @@ conv1 = encoder.blocks[0].conv
 filters = kmeans_conv1(patches.whitened, patches.zca_matrix, conv1.weight.detach().numpy(),
                        conv1.bias.detach().numpy(), 0)
 device = resolve_device("cpu")
+configure_torch(device)
 torch.manual_seed(0)
 model = build_classifier(3, 16, 3, [8, 16], [0.1, 0.1], 32, 0.2)
 split = Split(images, labels)

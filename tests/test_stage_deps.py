@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: Packages whose modules count as code a stage runs.
 PACKAGES = ("initbench", "stages")
 #: Run by every stage but never a dep: package markers with a docstring, ``__version__``
-#: and (initbench) the import time that stages' wall-time lines count from. Today's
-#: dvc.yaml lists neither; it does list cli, errors and files.
+#: and (initbench) the import time that stages' wall-time lines count from; dvc.yaml
+#: lists neither (a room's own empty __init__.py is in its folder dep).
 NOT_DEPS = frozenset({"initbench/__init__.py", "stages/__init__.py"})
 STAGE_MODULE = re.compile(r"python\S*\s+-m\s+(stages\.\w+)")
 
@@ -250,3 +250,48 @@ stages:
         "initbench/sub/g.py",
         "stages/helper.py",
     ]
+
+
+# --------------------------------------------------------------------------- library rooms
+
+#: A stage depends on the library by room: each subpackage as a folder, params.py as a file.
+LIBRARY = "initbench"
+
+
+def library_rooms(files: set[str]) -> set[str]:
+    """The library deps that cover ``files``: ``initbench/<room>`` for a file in a
+    subpackage, the file itself for a module at the top (``initbench/params.py``)."""
+    rooms = set()
+    for rel in files:
+        parts = rel.split("/")
+        if parts[0] == LIBRARY and rel not in NOT_DEPS:
+            rooms.add("/".join(parts[:2]))
+    return rooms
+
+
+def test_every_stage_lists_exactly_the_library_rooms_it_imports():
+    """No room missing (stale outputs) and none extra (needless re-runs): an edit under
+    ``initbench/views`` must not re-run a training stage."""
+    wrong = {}
+    for name, body in _real_stages().items():
+        listed = {str(d).rstrip("/") for d in body.get("deps") or [] if str(d).startswith(LIBRARY)}
+        needed = set()
+        for module in stage_modules(body):
+            needed |= library_rooms(code_closure(REPO, module))
+        if listed != needed:
+            wrong[name] = f"lists {sorted(listed)}, imports {sorted(needed)}"
+    report = "\n".join(f"  {name}: {text}" for name, text in sorted(wrong.items()))
+    assert not wrong, f"dvc.yaml stages whose library deps differ from their imports:\n{report}"
+
+
+def test_library_rooms_of_a_closure():
+    files = {"initbench/__init__.py", "initbench/params.py", "initbench/data/scan.py",
+             "initbench/data/decode.py", "initbench/core/cli.py", "stages/s.py"}  # fmt: skip
+    assert library_rooms(files) == {"initbench/params.py", "initbench/data", "initbench/core"}
+
+
+def test_no_training_stage_depends_on_the_views():
+    training = {"autoencoder", "simclr", "finetune", "compare_finetune", "compare_linear_probe"}
+    for name, body in _real_stages().items():
+        if name in training:
+            assert "initbench/views" not in {str(d) for d in body.get("deps") or []}, name

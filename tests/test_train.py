@@ -11,7 +11,7 @@ from initbench.models.cnn import build_classifier
 from initbench.training import loop as train_loop
 from initbench.training import placement, precision, setup
 from initbench.training.loop import MAX_ROUNDS, round_ends, step_budget
-from initbench.training.setup import resolve_device, set_seed
+from initbench.training.setup import configure_torch, resolve_device, set_seed
 from initbench.training.supervised import evaluate, fit
 
 ARCH = {"channels": [4, 8, 8], "dropout": [0.3, 0.4, 0.4], "hidden": 16, "head_dropout": 0.5}
@@ -33,7 +33,7 @@ def _fit(model, train, val, **overrides):
     kwargs = {"epochs": 2, "min_steps": 0, "lr": 0.01, "batch_size": 16, "seed": 0,
               "device": CPU, "log": lambda line: None}  # fmt: skip
     kwargs.update(overrides)
-    return fit(model, NORMALIZE, train, val, **kwargs)
+    return fit(model, NORMALIZE, train, val, **kwargs).history
 
 
 def _train(seed, epochs=2, freeze_encoder=False):
@@ -263,24 +263,30 @@ def test_label_subset_is_stratified_seeded_and_complete_at_one():
     assert torch.bincount(labels[label_subset(labels, 0.001, seed=0)]).tolist() == [1, 1, 1, 1]
 
 
-def test_resolve_device_cpu_turns_on_deterministic_algorithms():
+def test_resolve_device_changes_no_state():
+    before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    assert resolve_device("cpu").type == "cpu"
+    assert (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()) == before
+
+
+def test_configure_torch_cpu_turns_on_deterministic_algorithms():
     before = torch.are_deterministic_algorithms_enabled()
     try:
         torch.use_deterministic_algorithms(False)
-        assert resolve_device("cpu").type == "cpu"
+        configure_torch(torch.device("cpu"))
         assert torch.are_deterministic_algorithms_enabled()
         assert not torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.use_deterministic_algorithms(before)
 
 
-def test_resolve_device_sets_the_thread_count_only_when_asked():
+def test_configure_torch_sets_the_thread_count_only_when_asked():
     before = torch.get_num_threads()
     try:
-        resolve_device("cpu", threads=1)
+        configure_torch(torch.device("cpu"), threads=1)
         assert torch.get_num_threads() == 1
         torch.set_num_threads(2)
-        resolve_device("cpu")  # 0: torch's default is left alone
+        configure_torch(torch.device("cpu"))  # 0: torch's default is left alone
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -390,5 +396,5 @@ def test_cuda_trains_with_the_split_on_the_gpu_or_from_pinned_batches(monkeypatc
     model = build_classifier(1, 16, 3, **ARCH).to(cuda)
     normalize = Normalize([0.5], [0.25]).to(cuda)
     history = fit(model, normalize, split, _toy_split(30, seed=1), epochs=4, min_steps=0,
-                  lr=0.01, batch_size=16, seed=0, device=cuda, log=lambda line: None)  # fmt: skip
+                  lr=0.01, batch_size=16, seed=0, device=cuda, log=lambda line: None).history  # fmt: skip
     assert history[-1]["train_accuracy"] > 0.5

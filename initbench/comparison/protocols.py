@@ -9,20 +9,22 @@ measured once, on the final weights (no selection on labelled val images).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from initbench.comparison.stats import PROTOCOLS
 from initbench.data.dataset import ArrayData, Split
 from initbench.data.split import label_subset
 from initbench.data.transforms import Normalize
 from initbench.models.cnn import Classifier, build_classifier
-from initbench.models.transfer import load_init
-from initbench.params import FinetuneParams, LinearProbeParams, ModelParams
-from initbench.training.loop import step_budget
+from initbench.models.transfer import encoder_meta, load_init
+from initbench.params import FinetuneParams, LinearProbeParams, ModelParams, Params
 from initbench.training.probes import ProbeResult, encode, linear_probe, recalibrate_batchnorm
 from initbench.training.setup import set_seed
 from initbench.training.supervised import Evaluation, evaluate, fit
@@ -42,7 +44,7 @@ def classifier_from_init(
     classifier = build_classifier(data.channels, data.image_size, len(data.classes),
                                   model.channels, model.dropout, model.hidden,
                                   model.head_dropout)  # fmt: skip
-    load_init(classifier, init_path, data.encoder_meta(model.channels))
+    load_init(classifier, init_path, encoder_meta(data.channels, model.channels, data.image_size))
     return classifier
 
 
@@ -91,14 +93,13 @@ def finetune(
     train = labelled_train(data, label_fraction, seed)
     if params.freeze_encoder:
         recalibrate_batchnorm(classifier.encoder, normalize, data.splits["train"].images, device)
-    history = fit(
+    trained = fit(
         classifier, normalize, train, data.splits["val"], epochs=params.epochs,
         min_steps=params.min_steps, lr=params.lr, batch_size=params.batch_size, seed=seed,
         device=device, freeze_encoder=params.freeze_encoder, log=log, on_history=on_history,
     )  # fmt: skip
     test = evaluate(classifier, normalize, data.splits["test"], device)
-    steps = step_budget(len(train), params.batch_size, params.epochs, params.min_steps)
-    return FinetuneResult(classifier, history, test, len(train), steps)
+    return FinetuneResult(classifier, trained.history, test, len(train), trained.steps)
 
 
 def probe(
@@ -137,3 +138,44 @@ def probe(
         )  # fmt: skip
         results.append((result, len(keep)))
     return results
+
+
+def result_rows(
+    protocol: str,
+    data: ArrayData,
+    init_path: str | os.PathLike[str],
+    params: Params,
+    label_fractions: Sequence[float],
+    seed: int,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """One init checkpoint's runs under ``protocol`` at ``seed``, one result row per label
+    fraction: ``label_fraction``, test ``accuracy`` and ``macro_f1`` (6 digits),
+    ``train_images`` (labelled); a fine-tune adds ``steps`` and ``history``, a probe
+    ``iterations`` and ``converged``. The whole classifier trains in a fine-tune here
+    (``finetune.freeze_encoder`` is for the single detailed run only).
+
+    Raises:
+        ValueError: ``protocol`` is not one of :data:`PROTOCOLS`.
+        CheckpointError: as :func:`classifier_from_init`.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    rows = []
+    if protocol == "finetune":
+        full = dataclasses.replace(params.finetune, freeze_encoder=False)
+        for fraction in label_fractions:
+            result = finetune(data, init_path, params.model, full, fraction, seed, device)
+            rows.append({"label_fraction": fraction, "accuracy": round(result.test.accuracy, 6),
+                         "macro_f1": round(result.test.macro_f1, 6),
+                         "train_images": result.train_images, "steps": result.steps,
+                         "history": result.history})  # fmt: skip
+        return rows
+    probes = probe(data, init_path, params.model, params.linear_probe, label_fractions, seed,
+                   device)  # fmt: skip
+    for fraction, (outcome, n_train) in zip(label_fractions, probes, strict=True):
+        rows.append({"label_fraction": fraction, "accuracy": round(outcome.accuracy, 6),
+                     "macro_f1": round(outcome.macro_f1, 6), "train_images": n_train,
+                     "iterations": outcome.iterations,
+                     "converged": outcome.converged})  # fmt: skip
+    return rows

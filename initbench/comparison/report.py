@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from initbench.comparison.stats import REFERENCE, _round, fraction_key
+from initbench.data.dataset import ArrayData
+from initbench.params import Params
 
 PROTOCOL_NAMES = {"finetune": "Fine-tune", "linear_probe": "Linear probe"}
 
@@ -134,3 +136,41 @@ def report_markdown(
     lines += [f"- **{name}:** {value}" for name, value in settings]
     lines.append("")
     return "\n".join(lines)
+
+
+def settings(
+    params: Params, data: ArrayData, rows: Sequence[dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """The report's settings section: ``(name, value)`` lines saying which data, seeds,
+    budgets and models produced the comparison. ``rows`` are the runs (for the fine-tune
+    step counts per label fraction)."""
+    c, f, a, s, lp = (
+        params.compare,
+        params.finetune,
+        params.autoencoder,
+        params.simclr,
+        params.linear_probe,
+    )
+    steps = {r["label_fraction"]: r["steps"] for r in rows if "steps" in r}
+    sizes = {name: len(split) for name, split in data.splits.items()}
+    return [
+        ("dataset", f"{sum(sizes.values()):,} images, {len(data.classes)} classes, "
+                    f"{data.image_size}x{data.image_size} px, {data.channels} channel(s); "
+                    f"split {sizes} from data.split_seed={params.data.split_seed}"),
+        ("seeds", f"{c.seeds}; each seed re-runs pretraining and draws the label subset, head "
+                  "init, data order and dropout masks, so the spread covers all of them; the "
+                  "split and test images are the same for every run"),
+        ("fine-tune", f"Adam lr {f.lr}, batch {f.batch_size}, max({f.epochs} epochs, "
+                      f"{f.min_steps} steps): " + ", ".join(
+                          f"{steps[x]} steps at {x * 100:g}%" for x in sorted(steps))
+                      + "; final weights tested (no selection on val)"),
+        ("linear probe", f"logistic regression (L-BFGS, C={lp.C}, max_iter {lp.max_iter}) on "
+                         "standardized features of the frozen encoder, after precise BatchNorm "
+                         "on the train images"),
+        ("pretraining", f"autoencoder max({a.epochs} epochs, {a.min_steps} steps), batch "
+                        f"{a.batch_size}; SimCLR max({s.epochs} epochs, {s.min_steps} steps), "
+                        f"batch {s.batch_size}, temperature {s.temperature}; k-means "
+                        f"{params.kmeans.clusters} conv1 filters"),
+        ("model", f"conv blocks {params.model.channels}, dropout {params.model.dropout}, "
+                  f"head {params.model.hidden} units"),
+    ]  # fmt: skip

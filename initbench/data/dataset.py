@@ -55,11 +55,6 @@ class Dataset:
     #: "bit_depth_param"}`` (see :mod:`initbench.data.ingest`); empty when there were none
     high_bit: dict = field(default_factory=dict)
 
-    def subset(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(images, labels)`` of one split: uint8 ``(n, C, H, W)``, int64 ``(n,)``."""
-        mask = self.split == SPLITS.index(split_name)
-        return self.images[mask], self.labels[mask]
-
 
 def channel_stats(
     images: np.ndarray, chunk: int = 1024, rows: np.ndarray | None = None
@@ -125,11 +120,6 @@ class ArrayData:
     mean: list[float]
     std: list[float]
     splits: dict[str, Split]
-
-    def encoder_meta(self, channels: list[int]) -> dict:
-        """What an init checkpoint for this data records (see ``initbench.models.transfer``)."""
-        return {"in_channels": self.channels, "channels": list(channels),
-                "image_size": self.image_size}  # fmt: skip
 
 
 def load_dataset(folder: str | os.PathLike[str]) -> ArrayData:

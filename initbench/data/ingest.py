@@ -45,7 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from initbench.core.errors import DataError
-from initbench.data.dataset import SPLITS, Dataset
+from initbench.data.dataset import Dataset
 from initbench.data.decode import (
     DecodeResult,
     HighBitImage,
@@ -55,9 +55,8 @@ from initbench.data.decode import (
     over_bit_depth,
     to_uint8,
 )
-from initbench.data.scan import scan_folder
+from initbench.data.scan import Scan, scan_folder
 from initbench.data.split import (
-    duplicate_counts,
     duplicate_groups,
     group_labels,
     min_class_size,
@@ -197,6 +196,47 @@ def ingest(
             (or too few distinct) images.
     """
     scan = scan_folder(root)
+    decoded = _decode_into(scan, image_size, channels, bit_depth, workers, memmap_above,
+                           scratch_dir)  # fmt: skip
+    labels = np.array(decoded.labels, dtype=np.int64)
+    groups = duplicate_groups(decoded.images)
+    _check_class_sizes(scan, labels, groups, decoded.skipped, val_fraction, test_fraction)
+    return Dataset(
+        classes=scan.classes,
+        paths=decoded.paths,
+        images=decoded.images,
+        labels=labels,
+        split=stratified_split(labels, val_fraction, test_fraction, split_seed, groups),
+        groups=groups,
+        skipped=decoded.skipped,
+        ignored=scan.ignored,
+        high_bit=decoded.high_bit,
+    )
+
+
+@dataclass
+class _Decoded:
+    """The files of a scan that decoded: their pixels (row ``i`` is ``paths[i]``), labels
+    and the high-bit report; and the files skipped, with reasons."""
+
+    images: np.ndarray
+    paths: list[str]
+    labels: list[int]
+    skipped: list[dict[str, str]]
+    high_bit: dict
+
+
+def _decode_into(
+    scan: Scan,
+    image_size: int,
+    channels: int,
+    bit_depth: int | str,
+    workers: int | None,
+    memmap_above: int,
+    scratch_dir: str | os.PathLike[str] | None,
+) -> _Decoded:
+    """Decode every file of ``scan`` straight into one preallocated array (see
+    :func:`ingest`), mapping integer images of more than 8 bits by ``bit_depth``."""
     relpaths = [rel for rel, _ in scan.files]
     shape = (len(relpaths), channels, image_size, image_size)
     images = allocate_images(shape, memmap_above, scratch_dir)
@@ -206,29 +246,51 @@ def ingest(
     waiting: dict[int, np.ndarray] = {}  # row -> uint16 pixels, for the dataset's bit depth
     high_bit_images, high_bit_max = 0, 0
     decoded = iter_decoded(scan.root, relpaths, image_size, channels, workers)
-    for (rel, label), (array, reason) in zip(scan.files, decoded, strict=True):
-        if isinstance(array, HighBitImage):
-            if bit_depth != "auto" and array.max_value >= 2**bit_depth:
-                array, reason = None, over_bit_depth(array.max_value, bit_depth)
+    for (rel, label), (result, reason) in zip(scan.files, decoded, strict=True):
+        row = result
+        if isinstance(result, HighBitImage):
+            if bit_depth != "auto" and result.max_value >= 2**bit_depth:
+                row, reason = None, over_bit_depth(result.max_value, bit_depth)
             else:
                 high_bit_images += 1
-                high_bit_max = max(high_bit_max, array.max_value)
+                high_bit_max = max(high_bit_max, result.max_value)
                 if bit_depth == "auto":
-                    waiting[len(kept_paths)] = array.values
-                    array = 0  # this row is written once every file is read
+                    waiting[len(kept_paths)] = result.values
+                    row = 0  # this row is written once every file is read
                 else:
-                    array = to_uint8(array.values, bit_depth)
-        if array is None:
+                    row = to_uint8(result.values, bit_depth)
+        if row is None:
             skipped.append({"path": rel, "reason": str(reason)})
         else:
-            images[len(kept_paths)] = array
+            images[len(kept_paths)] = row
             kept_paths.append(rel)
             kept_labels.append(label)
     depth = bit_depth_of(high_bit_max) if bit_depth == "auto" else bit_depth
-    for row, values in waiting.items():
-        images[row] = to_uint8(values, depth)
-    images = images[: len(kept_paths)]  # a view: skipped files leave unused rows at the end
-    labels = np.array(kept_labels, dtype=np.int64)
+    for index, values in waiting.items():
+        images[index] = to_uint8(values, depth)
+    return _Decoded(
+        images=images[: len(kept_paths)],  # a view: skipped files leave unused rows at the end
+        paths=kept_paths,
+        labels=kept_labels,
+        skipped=skipped,
+        high_bit=_high_bit_report(high_bit_images, depth, high_bit_max, bit_depth),
+    )
+
+
+def _check_class_sizes(
+    scan: Scan,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    skipped: list[dict[str, str]],
+    val_fraction: float,
+    test_fraction: float,
+) -> None:
+    """Raise unless every class has enough usable, and enough distinct, images for a
+    train/val/test split.
+
+    Raises:
+        DataError: naming the class folder, its counts and what to do.
+    """
     counts = np.bincount(labels, minlength=len(scan.classes))
     needed = min_class_size(val_fraction, test_fraction)
     fractions = f"val_fraction={val_fraction:g}, test_fraction={test_fraction:g}"
@@ -241,7 +303,6 @@ def ingest(
                 f"needs at least {needed} for train/val/test splits of {fractions}. "
                 "Add images or remove the folder"
             )
-    groups = duplicate_groups(images)
     distinct = np.bincount(group_labels(groups, labels), minlength=len(scan.classes))
     for label, count in enumerate(distinct):
         if count < needed:
@@ -252,53 +313,9 @@ def ingest(
                 f"at least {needed} distinct for train/val/test splits of {fractions}. "
                 "Add images or remove the duplicates"
             )
-    return Dataset(
-        classes=scan.classes,
-        paths=kept_paths,
-        images=images,
-        labels=labels,
-        split=stratified_split(labels, val_fraction, test_fraction, split_seed, groups),
-        groups=groups,
-        skipped=skipped,
-        ignored=scan.ignored,
-        high_bit=_high_bit_report(high_bit_images, depth, high_bit_max, bit_depth),
-    )
 
 
 def _high_bit_report(images: int, depth: int, max_value: int, param: int | str) -> dict:
     if not images:
         return {}
     return {"images": images, "bit_depth": depth, "max_value": max_value, "bit_depth_param": param}
-
-
-def summary(dataset: Dataset) -> dict:
-    """The ``metrics/ingest.json`` content: counts per split and class, skipped and ignored files.
-
-    Returns:
-        ``{"images", "classes", "split": {split: n}, "per_class": [{"class", split: n}],
-        "skipped": {"count", "files": [{"path", "reason"}]}, "ignored": {kind: n},
-        "ignored_files": {kind: [path]}, "duplicates": {"groups", "images",
-        "cross_class_groups"}}`` and, when the folder held integer images of more than 8
-        bits, ``"high_bit_depth": {"images", "bit_depth", "max_value", "bit_depth_param"}``;
-        where ``duplicates`` counts groups of more than one
-        identical image, the images beyond the first of each group, and the groups
-        whose images sit in more than one class folder.
-    """
-    # A list, not a dict keyed by class: `dvc metrics show` tabulates only the scalars,
-    # so the table stays readable with 10 or 100 classes.
-    per_class = []
-    for label, name in enumerate(dataset.classes):
-        in_class = dataset.split[dataset.labels == label]
-        per_class.append(
-            {"class": name} | {s: int((in_class == i).sum()) for i, s in enumerate(SPLITS)}
-        )
-    return {
-        "images": len(dataset.labels),
-        "classes": len(dataset.classes),
-        "split": {s: int((dataset.split == i).sum()) for i, s in enumerate(SPLITS)},
-        "per_class": per_class,
-        "skipped": {"count": len(dataset.skipped), "files": dataset.skipped},
-        "ignored": {kind: len(paths) for kind, paths in dataset.ignored.items()},
-        "ignored_files": dataset.ignored,
-        "duplicates": duplicate_counts(dataset.groups, dataset.labels),
-    } | ({"high_bit_depth": dataset.high_bit} if dataset.high_bit else {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -20,6 +21,9 @@ from initbench.models.cnn import Encoder
 from initbench.models.sizes import LEAKY_SLOPE
 from initbench.training import distributed
 from initbench.training.loop import EVAL_BATCH_SIZE, Round, batches, optimize, step_budget
+
+#: Val images in the stage's reconstruction picture.
+RECONSTRUCTIONS_SHOWN = 16
 
 
 class Decoder(nn.Module):
@@ -85,6 +89,28 @@ def mean_image_loss(train: Split, val: Split) -> float:
     """The baseline: MSE on ``val`` of always predicting the mean train image."""
     mean_image = _targets(train.images).mean(dim=0, keepdim=True)
     return nn.functional.mse_loss(mean_image.expand_as(val.images), _targets(val.images)).item()
+
+
+@torch.no_grad()
+def reconstructions(
+    model: AutoEncoder,
+    normalize: Normalize,
+    split: Split,
+    device: torch.device,
+    shown: int = RECONSTRUCTIONS_SHOWN,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``shown`` evenly spaced images of ``split`` (so across classes, which ingest sorts
+    by) and ``model``'s reconstructions of them, in eval mode.
+
+    Returns:
+        ``(inputs, outputs)``, each uint8 ``(n, C, H, W)`` with ``n = min(shown, len(split))``.
+    """
+    model.eval()
+    index = torch.linspace(0, len(split) - 1, min(shown, len(split))).long()
+    inputs = split.images[index]
+    outputs = model(normalize(inputs.to(device))).cpu()
+    outputs = (outputs * 255).round().clamp(0, 255).to(torch.uint8)
+    return inputs.numpy(), outputs.numpy()
 
 
 @dataclass

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from initbench.core.errors import DataError
+from initbench.models.cnn import Encoder, seeded_encoder
 
 # k-means++ restarts; the best inertia wins. Cheap for 3x3 patches, steadier than sklearn's 1.
 N_INIT = 3
@@ -251,3 +254,28 @@ def kmeans_conv1(
         degenerate_filters=int(degenerate.sum()),
         clustered=len(whitened),
     )
+
+
+def kmeans_encoder(
+    in_channels: int,
+    channels: Sequence[int],
+    dropout: Sequence[float],
+    whitened: np.ndarray,
+    zca_matrix: np.ndarray,
+    seed: int,
+) -> tuple[Encoder, KmeansInit]:
+    """The k-means init's encoder: the seeded encoder of ``random``
+    (:func:`~initbench.models.cnn.seeded_encoder`) with conv1 replaced by
+    :func:`kmeans_conv1` of ``whitened``, so a comparison with ``random`` isolates conv1.
+
+    Raises:
+        DataError, ValueError: as :func:`kmeans_conv1`.
+    """
+    encoder = seeded_encoder(in_channels, channels, dropout, seed)
+    conv1 = encoder.blocks[0].conv
+    init = kmeans_conv1(whitened, zca_matrix, conv1.weight.detach().numpy(),
+                        conv1.bias.detach().numpy(), seed)  # fmt: skip
+    with torch.no_grad():
+        conv1.weight.copy_(torch.from_numpy(init.weight))
+        conv1.bias.copy_(torch.from_numpy(init.bias))
+    return encoder, init

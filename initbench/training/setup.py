@@ -31,20 +31,27 @@ def _deterministic_algorithms() -> None:
         setter(True, warn_only=False)
 
 
-def resolve_device(name: str, threads: int = 0) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU. Deterministic kernels are on for CPU, and
-    ``threads`` > 0 sets how many CPU threads torch uses (0 keeps its default).
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cpu`` and ``cuda`` as named. Changes no
+    state (:func:`configure_torch` does).
 
     Raises:
         InitbenchError: ``cuda`` was asked for and none is available.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise InitbenchError("device: cuda was asked for, but no CUDA device is available")
-    device = torch.device(name)
+    return torch.device(name)
+
+
+def configure_torch(device: torch.device, threads: int = 0) -> None:
+    """Set this process's torch state for training on ``device``: ``threads`` > 0 CPU
+    threads (0 keeps torch's default), and deterministic algorithms (on CPU strictly; on
+    CUDA as far as it allows, warning where a kernel has no deterministic version). Every
+    training stage calls it once, before any work."""
+    if threads > 0:
+        torch.set_num_threads(threads)
     if device.type == "cpu":
         _deterministic_algorithms()
         # Deterministic mode also fills every new tensor with NaN, to expose reads of
@@ -58,7 +65,6 @@ def resolve_device(name: str, threads: int = 0) -> torch.device:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
-    return device
 
 
 #: Environment variables that change which kernels run, and so the last bits of results.

@@ -46,6 +46,14 @@ def evaluate(
     )
 
 
+@dataclass
+class FitResult:
+    """What :func:`fit` ran: its history and the optimizer steps it took."""
+
+    history: list[dict[str, float]]  # one row a round, see :func:`fit`
+    steps: int  # the step budget, :func:`initbench.training.loop.step_budget`
+
+
 def fit(
     model: nn.Module,
     normalize: Normalize,
@@ -61,7 +69,7 @@ def fit(
     freeze_encoder: bool = False,
     log: Callable[[str], None] = tqdm.write,
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
-) -> list[dict[str, float]]:
+) -> FitResult:
     """Train with Adam for :func:`step_budget` steps; the model keeps its final weights.
 
     ``on_history`` (if given) gets the history so far after each round, so a stage can
@@ -79,7 +87,7 @@ def fit(
     global batch (:func:`optimize`), and every process evaluates ``val`` alike.
 
     Returns:
-        One row a round: ``step``, ``epoch``, ``train_loss``, ``train_accuracy``,
+        The steps taken and the history, one row a round: ``step``, ``epoch``, ``train_loss``, ``train_accuracy``,
         ``val_loss``, ``val_accuracy``.
     """
     if freeze_encoder:
@@ -133,4 +141,4 @@ def fit(
     train_mode()
     optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
              loss_fn=loss_fn, on_round=on_round, desc="train", device=device)  # fmt: skip
-    return history
+    return FitResult(history, steps)

@@ -1,0 +1,42 @@
+"""Finding the comparison's runs: the result files of every ``compare_run`` variant."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from initbench.core.errors import InitbenchError
+
+
+def collect_runs(
+    folder: str | os.PathLike[str], grid: Collection[tuple[str, int, float]]
+) -> list[dict[str, Any]]:
+    """Every run row under ``folder`` (``*.json``, searched recursively, in sorted path
+    order) whose ``(init, seed, label_fraction)`` is in ``grid``.
+
+    Each file is a list of runs; a file of one run (a dict, as earlier versions wrote) is
+    read too. Runs outside ``grid`` (say, of a seed since dropped from params) are left out.
+
+    Raises:
+        InitbenchError: a run (protocol, init, seed, label fraction) is in two files,
+            naming both.
+    """
+    rows, found = [], {}
+    for path in sorted(Path(folder).rglob("*.json")):
+        loaded = json.loads(path.read_text())
+        for row in [loaded] if isinstance(loaded, dict) else loaded:
+            if (row["init"], row["seed"], row["label_fraction"]) not in grid:
+                continue
+            key = (row["protocol"], row["init"], row["seed"], row["label_fraction"])
+            if key in found:
+                raise InitbenchError(
+                    f"{path} and {found[key]} both hold the {key[0]} run of init {key[1]}, "
+                    f"seed {key[2]}, label fraction {key[3]:g}; delete the stale one (a "
+                    "file no stage of dvc.yaml writes) and run `dvc repro` again"
+                )
+            found[key] = path
+            rows.append(row)
+    return rows

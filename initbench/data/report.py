@@ -1,0 +1,71 @@
+"""The ingest report: what a folder gave (counts per split and class, skipped and ignored
+files, duplicates, high-bit-depth mapping), as ``artifacts/dataset/ingest.json`` holds it
+and as the ingest stage prints it."""
+
+from __future__ import annotations
+
+from initbench.data.dataset import SPLITS, Dataset
+from initbench.data.split import duplicate_counts
+
+
+def summary(dataset: Dataset) -> dict:
+    """The ``metrics/ingest.json`` content: counts per split and class, skipped and ignored files.
+
+    Returns:
+        ``{"images", "classes", "split": {split: n}, "per_class": [{"class", split: n}],
+        "skipped": {"count", "files": [{"path", "reason"}]}, "ignored": {kind: n},
+        "ignored_files": {kind: [path]}, "duplicates": {"groups", "images",
+        "cross_class_groups"}}`` and, when the folder held integer images of more than 8
+        bits, ``"high_bit_depth": {"images", "bit_depth", "max_value", "bit_depth_param"}``;
+        where ``duplicates`` counts groups of more than one
+        identical image, the images beyond the first of each group, and the groups
+        whose images sit in more than one class folder.
+    """
+    # A list, not a dict keyed by class: `dvc metrics show` tabulates only the scalars,
+    # so the table stays readable with 10 or 100 classes.
+    per_class = []
+    for label, name in enumerate(dataset.classes):
+        in_class = dataset.split[dataset.labels == label]
+        per_class.append(
+            {"class": name} | {s: int((in_class == i).sum()) for i, s in enumerate(SPLITS)}
+        )
+    return {
+        "images": len(dataset.labels),
+        "classes": len(dataset.classes),
+        "split": {s: int((dataset.split == i).sum()) for i, s in enumerate(SPLITS)},
+        "per_class": per_class,
+        "skipped": {"count": len(dataset.skipped), "files": dataset.skipped},
+        "ignored": {kind: len(paths) for kind, paths in dataset.ignored.items()},
+        "ignored_files": dataset.ignored,
+        "duplicates": duplicate_counts(dataset.groups, dataset.labels),
+    } | ({"high_bit_depth": dataset.high_bit} if dataset.high_bit else {})
+
+
+def report_lines(report: dict, data_root: str) -> tuple[list[str], str]:
+    """What the ingest stage prints of :func:`summary`'s ``report``: warnings (one line per
+    skipped file, then duplicates and high-bit-depth mapping when there were any) and the
+    closing summary line. Paths are shown under ``data_root``."""
+    warnings = [f"skipped {data_root}/{item['path']}: {item['reason']}"
+                for item in report["skipped"]["files"]]  # fmt: skip
+    dup = report["duplicates"]
+    if dup["groups"]:
+        warnings.append(
+            f"ingest: found {dup['groups']} group(s) of identical images ({dup['images']} "
+            f"copies beyond the first, {dup['cross_class_groups']} group(s) across class "
+            "folders); each group kept in one split"
+        )
+    high = report.get("high_bit_depth")
+    if high:
+        how = "data.bit_depth" if high["bit_depth_param"] != "auto" else "the largest value"
+        warnings.append(
+            f"ingest: {high['images']} image(s) of 16-bit (or 32-bit integer) grayscale, values "
+            f"up to {high['max_value']}: mapped as {high['bit_depth']}-bit data "
+            f"(0..{2 ** high['bit_depth'] - 1} -> 0..255, from {how}; data.bit_depth: "
+            f"{high['bit_depth_param']})"
+        )
+    ignored = ", ".join(f"{n} {kind}" for kind, n in report["ignored"].items() if n)
+    line = (
+        f"ingest: {report['images']} images, {report['classes']} classes, split {report['split']}; "
+        f"skipped {report['skipped']['count']} unreadable; ignored {ignored or 'none'}"
+    )
+    return warnings, line
