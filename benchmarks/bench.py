@@ -23,9 +23,12 @@ Rows:
 - ingest: ``benchmarks/ingest_bench.py`` (generated JPEG folders, never in the repo).
 - pipeline: wall time per stage of the default ``make repro``, before and after, from
   ``reports/bench_pipeline.json`` (written by ``benchmarks/pipeline.py``, which takes
-  about half an hour, so it is not re-run here).
+  about 20 minutes on 2 cores, so it is not re-run here).
 
-Inputs are generated here (synthetic 10-class 32 px images); nothing is downloaded.
+Inputs are generated (``benchmarks/common.py``: synthetic 10-class gratings at
+``params.yaml``'s ``data.image_size`` and ``data.channels``); nothing is downloaded. Every
+model, the baselines' too, is ``params.yaml``'s (``model``, ``simclr.projection_dim``),
+built by the library's builders.
 """
 
 from __future__ import annotations
@@ -41,44 +44,35 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import common
+from common import CLASSES
+
 from initbench.data.dataset import Split
 from initbench.data.transforms import Normalize
-from initbench.inits.simclr import ProjectionHead, SimCLR, train_simclr
-from initbench.models.cnn import Encoder, build_classifier, feature_side
+from initbench.inits.simclr import train_simclr
+from initbench.params import Params
 from initbench.training.probes import encode, knn_accuracy, linear_probe
 from initbench.training.setup import configure_torch, resolve_device
 from initbench.training.supervised import fit
 
-WIDTHS, DROPOUT, HIDDEN, HEAD_DROPOUT = [16, 32, 64], [0.3, 0.4, 0.4], 128, 0.5
-CLASSES, SIZE = 10, 32
-MEAN, STD = [0.45], [0.25]
+#: Per-channel mean and std of :func:`common.gratings` on the 0..1 scale (all channels alike).
+MEAN, STD = 0.45, 0.25
 SECTIONS = ("finetune", "simclr", "probes", "ingest", "pipeline")
 
 
-def synthetic_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` grayscale 32 px uint8 images ``(n, 1, 32, 32)`` of 10 classes (a class is an
-    oriented grating at its own angle and frequency, randomly shifted, plus noise) and
-    their int64 labels ``(n,)``: easy enough that the probes' accuracies mean something."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, CLASSES, n)
-    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    angle = labels * np.pi / CLASSES
-    freq = 0.25 + 0.05 * (labels % 3)
-    phase = rng.uniform(0, 2 * np.pi, n)
-    wave = np.sin(
-        freq[:, None, None] * (np.cos(angle)[:, None, None] * x + np.sin(angle)[:, None, None] * y)
-        + phase[:, None, None]
-    )
-    images = 128 + 80 * wave + rng.normal(0, 30, wave.shape)
-    images = np.clip(images, 0, 255).astype(np.uint8)[:, None]
-    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+def synthetic_images(params: Params, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`common.gratings` at ``params``' image size and channels."""
+    return common.gratings(n, seed, params.data.image_size, params.data.channels)
+
+
+def normalize_for(params: Params, device: torch.device) -> Normalize:
+    return Normalize([MEAN] * params.data.channels, [STD] * params.data.channels).to(device)
 
 
 @dataclass
@@ -124,15 +118,16 @@ def interleave(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, 
     return results
 
 
-def bench_finetune(device: torch.device, batch: int, steps: int, rounds: int) -> list[Row]:
-    images, labels = synthetic_images(batch * steps, seed=0)
+def bench_finetune(
+    params: Params, device: torch.device, batch: int, steps: int, rounds: int
+) -> list[Row]:
+    images, labels = synthetic_images(params, batch * steps, seed=0)
     train = Split(images, labels)
     val = Split(images[:2], labels[:2])
-    normalize = Normalize(MEAN, STD).to(device)
+    normalize = normalize_for(params, device)
 
     def model() -> nn.Module:
-        torch.manual_seed(0)
-        return build_classifier(1, SIZE, CLASSES, WIDTHS, DROPOUT, HIDDEN, HEAD_DROPOUT).to(device)
+        return common.classifier(params, seed=0).to(device)
 
     def real() -> float:
         classifier = model()
@@ -185,19 +180,19 @@ class _TwoViews(torch.utils.data.Dataset):
     """The usual SimCLR data path: a PIL image, two independent torchvision pipelines."""
 
     def __init__(self, images: torch.Tensor) -> None:
-        from PIL import Image
         from torchvision.transforms import v2
 
-        self.images = [Image.fromarray(image[0].numpy(), mode="L") for image in images]
+        channels, size = images.shape[1], images.shape[-1]
+        self.images = [common.to_pil(image) for image in images]
         s = 0.5
         self.transform = v2.Compose([
-            v2.RandomResizedCrop(SIZE, scale=(0.2, 1.0), antialias=True),
+            v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
             v2.RandomHorizontalFlip(),
             v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
             v2.RandomGrayscale(p=0.2),
             v2.ToImage(),
             v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(MEAN, STD),
+            v2.Normalize([MEAN] * channels, [STD] * channels),
         ])  # fmt: skip
 
     def __len__(self) -> int:
@@ -208,23 +203,21 @@ class _TwoViews(torch.utils.data.Dataset):
         return self.transform(image), self.transform(image)
 
 
-def _simclr_model(device: torch.device) -> SimCLR:
-    torch.manual_seed(0)
-    features = WIDTHS[-1] * feature_side(SIZE, len(WIDTHS)) ** 2
-    return SimCLR(Encoder(1, WIDTHS, [0.0] * 3), ProjectionHead(features, 512, 128)).to(device)
-
-
-def bench_simclr(device: torch.device, batch: int, steps: int, rounds: int) -> list[Row]:
+def bench_simclr(
+    params: Params, device: torch.device, batch: int, steps: int, rounds: int
+) -> list[Row]:
     from initbench.inits.losses import nt_xent
 
-    images, labels = synthetic_images(batch * steps, seed=1)
+    images, labels = synthetic_images(params, batch * steps, seed=1)
     train, val = Split(images, labels), Split(images[:8], labels[:8])
-    normalize = Normalize(MEAN, STD).to(device)
+    normalize = normalize_for(params, device)
+    temperature = params.simclr.temperature
 
     def real() -> float:
-        result = train_simclr(_simclr_model(device), normalize, train, val, epochs=1,
-                              min_steps=0, lr=1e-3, batch_size=batch, temperature=0.5, seed=0,
-                              device=device, log=lambda line: None)  # fmt: skip
+        model = common.simclr(params, seed=0).to(device)
+        result = train_simclr(model, normalize, train, val, epochs=1, min_steps=0, lr=1e-3,
+                              batch_size=batch, temperature=temperature, seed=0, device=device,
+                              log=lambda line: None)  # fmt: skip
         return result.pairs_per_s  # optimizer steps only: the kNN probes are not timed
 
     def loader_side(workers: int) -> Callable[[], float]:
@@ -233,14 +226,14 @@ def bench_simclr(device: torch.device, batch: int, steps: int, rounds: int) -> l
             num_workers=workers, persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
-        model = _simclr_model(device)
+        model = common.simclr(params, seed=0).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
 
         def side() -> float:
             start = time.perf_counter()
             for view1, view2 in loader:
-                loss = nt_xent(model(view1.to(device)), model(view2.to(device)), 0.5)
+                loss = nt_xent(model(view1.to(device)), model(view2.to(device)), temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -269,15 +262,18 @@ def _batch_features(encoder: nn.Module, normalize: Normalize, images: torch.Tens
     return torch.cat(out)
 
 
-def bench_probes(device: torch.device, n_train: int, n_eval: int, rounds: int) -> list[Row]:
-    images, labels = synthetic_images(n_train + n_eval, seed=2)
+def bench_probes(
+    params: Params, device: torch.device, n_train: int, n_eval: int, rounds: int
+) -> list[Row]:
+    images, labels = synthetic_images(params, n_train + n_eval, seed=2)
     train_x, train_y = images[:n_train], labels[:n_train]
     eval_x, eval_y = images[n_train:], labels[n_train:]
-    normalize = Normalize(MEAN, STD).to(device)
-    torch.manual_seed(0)
-    encoder = Encoder(1, WIDTHS, DROPOUT).to(device)
-    baseline_encoder = Encoder(1, WIDTHS, DROPOUT).to(memory_format=torch.contiguous_format)
-    baseline_encoder.load_state_dict(encoder.state_dict())
+    normalize = normalize_for(params, device)
+    encoder = common.encoder(params, seed=0).to(device)
+    # the same weights (the same seed), in the NCHW layout of a plain torch model
+    baseline_encoder = common.encoder(params, seed=0).to(
+        device, memory_format=torch.contiguous_format
+    )
     accuracies: dict[str, float] = {}
 
     def knn_real() -> float:
@@ -383,19 +379,20 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out", default=str(REPO / "reports" / "bench.md"))
     args = parser.parse_args()
+    params = common.bench_params()
     device = resolve_device(args.device)
     configure_torch(device)
     rows: list[Row] = []
     started = time.perf_counter()
     if "finetune" in args.only:
         print("fine-tune: fit against a bare loop", flush=True)
-        rows += bench_finetune(device, batch=128, steps=12, rounds=args.rounds)
+        rows += bench_finetune(params, device, batch=128, steps=12, rounds=args.rounds)
     if "simclr" in args.only:
         print("SimCLR: train_simclr against a torchvision DataLoader", flush=True)
-        rows += bench_simclr(device, batch=256, steps=4, rounds=args.rounds)
+        rows += bench_simclr(params, device, batch=256, steps=4, rounds=args.rounds)
     if "probes" in args.only:
         print("probes: initbench.training.probes against per-batch torch", flush=True)
-        rows += bench_probes(device, n_train=5000, n_eval=1000, rounds=args.rounds)
+        rows += bench_probes(params, device, n_train=5000, n_eval=1000, rounds=args.rounds)
     parts = [
         "# Benchmarks",
         "",

@@ -1,52 +1,59 @@
 #!/usr/bin/env bash
 # The GPU check, in one short run (about 5 minutes) on a machine with CUDA and PyTorch:
-#   0. the CUDA tests of tests/test_train.py, when pytest is installed;
+#   0. the tests named for CUDA or autocast (`pytest tests -k`), when pytest is installed;
 #   1. the throughput of each model and `benchmarks/bench.py` on the GPU;
-#   2. a one-epoch pass of every pipeline stage for one seed (the commands of dvc.yaml,
-#      run in order in a scratch copy, with `dvc repro` itself when dvc is installed),
-#      on the embedded dataset when `animal-mnist` is installed, else on generated images.
-# Figures go to stdout and to $OUT (default: a temp folder): bench_gpu.md, stages.txt.
+#   2. a one-epoch pass of every pipeline stage for one seed, in a scratch copy: the
+#      commands of dvc.yaml, expanded for the one-epoch params.yaml and put in run order by
+#      `benchmarks/stage_commands.py` (so the machine needs no DVC), on the embedded
+#      dataset when `animal-mnist` is installed, else on generated images.
+# Figures go to stdout and to $OUT (default: a temp folder): bench_gpu.md, stages.txt
+# (each stage's wall time) and stages.tsv (the commands that ran).
 #
 #   bash benchmarks/gpu_check.sh                 # DEVICE=cuda
 #   DEVICE=cpu bash benchmarks/gpu_check.sh      # the same on CPU, to try the script
+#   PYTHON=python3 bash benchmarks/gpu_check.sh  # default: .venv/bin/python if there, else python3
 set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 DEVICE=${DEVICE:-cuda}
+if [[ -z ${PYTHON:-} && -x $REPO/.venv/bin/python ]]; then
+    PYTHON=$REPO/.venv/bin/python
+fi
 PY=${PYTHON:-python3}
 OUT=${OUT:-$(mktemp -d)}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONUNBUFFERED=1
 
 echo "== machine"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 echo "== CUDA tests (mixed precision, data kept on the GPU, pinned batches)"
-if $PY -c "import pytest" 2>/dev/null; then
-    $PY -m pytest -q -p no:cacheprovider "$REPO/tests/test_train.py" -k "cuda or autocast" \
+if "$PY" -c "import pytest" 2>/dev/null; then
+    (cd "$REPO" && "$PY" -m pytest -q -p no:cacheprovider tests -k "cuda or autocast") \
         || echo "CUDA tests FAILED"
 fi
 
 echo "== throughput"
-$PY "$REPO/benchmarks/throughput.py" --device "$DEVICE" --steps 20
+"$PY" "$REPO/benchmarks/throughput.py" --device "$DEVICE" --steps 20
 echo "== bench (side by side)"
-$PY "$REPO/benchmarks/bench.py" --device "$DEVICE" --only finetune simclr probes --rounds 3 \
+"$PY" "$REPO/benchmarks/bench.py" --device "$DEVICE" --only finetune simclr probes --rounds 3 \
     --out "$OUT/bench_gpu.md"
 
 echo "== one-epoch stages"
 work=$(mktemp -d)
-(cd "$REPO" && git ls-files -z | xargs -0 tar -cf - --) | tar -xf - -C "$work"
+# what a commit of this tree would hold: tracked files and untracked ones git does not ignore
+(cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
+    | xargs -0 tar -cf - --ignore-failed-read --) | tar -xf - -C "$work"
 cd "$work"
 rm -rf data artifacts
-$PY - "$DEVICE" <<'EOF'
+"$PY" - "$DEVICE" "$REPO" <<'EOF'
 import sys
 from pathlib import Path
 
-import numpy as np
 import yaml
-from PIL import Image
 
+device, repo = sys.argv[1], Path(sys.argv[2])
 params = yaml.safe_load(Path("params.yaml").read_text())
-params["device"] = sys.argv[1]
+params["device"] = device
 for section in ("autoencoder", "simclr", "finetune"):
     params[section]["epochs"], params[section]["min_steps"] = 1, 0
 params["compare"]["seeds"], params["compare"]["label_fractions"] = [0], [0.05]
@@ -56,50 +63,25 @@ try:
 
     if write_embedded(["data"]) != 0:
         raise RuntimeError("see the error above")
-except Exception as exc:  # no animal-mnist here: 10 classes x 200 generated images
+except (ImportError, RuntimeError) as exc:  # no animal-mnist here: generated images
     print(f"embedded dataset unavailable ({exc}); generated images instead")
-    rng = np.random.default_rng(0)
-    for c in range(10):
-        folder = Path("data") / f"class{c}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(200):
-            image = np.clip(rng.normal(40 + 20 * c, 30, (32, 32)), 0, 255).astype(np.uint8)
-            Image.fromarray(image).save(folder / f"{i}.png")
+    sys.path.insert(0, str(repo / "benchmarks"))
+    from common import write_image_folder
+
+    data = params["data"]
+    write_image_folder(Path("data"), 2000, seed=0, image_size=data["image_size"],
+                       channels=data["channels"])
 EOF
-run() {
-    local start=$SECONDS
-    echo "+ $*"
-    "$@"
-    echo "$* : $((SECONDS - start)) s" >>"$OUT/stages.txt"
-}
-if $PY -c "import dvc" 2>/dev/null; then
-    git init -q && dvc init -q --no-scm 2>/dev/null || true
-    run $PY -m dvc repro
-else
-    D=artifacts/dataset
-    run $PY -m stages.ingest --data data --out $D --report $D/ingest.json
-    run $PY -m stages.init_random --dataset $D --seed 0 --out artifacts/init/random/seed0.pt
-    run $PY -m stages.patches --dataset $D --seed 0 --out artifacts/patches/seed0
-    run $PY -m stages.kmeans --dataset $D --patches artifacts/patches/seed0 --seed 0 \
-        --out artifacts/init/kmeans/seed0.pt --report artifacts/init/kmeans/seed0.json \
-        --image artifacts/plots/kmeans_filters/seed0.png
-    run $PY -m stages.autoencoder --dataset $D --seed 0 --out artifacts/init/autoencoder/seed0.pt \
-        --report artifacts/init/autoencoder/seed0.json --plots metrics/plots/autoencoder/seed0 \
-        --image artifacts/plots/autoencoder_reconstructions/seed0.png
-    run $PY -m stages.simclr --dataset $D --seed 0 --out artifacts/init/simclr/seed0.pt \
-        --report artifacts/init/simclr/seed0.json --plots metrics/plots/simclr/seed0
-    run $PY -m stages.finetune --dataset $D --init artifacts/init/random/seed0.pt \
-        --model artifacts/model.pt --metrics metrics/finetune.json --plots metrics/plots/finetune
-    for init in random autoencoder simclr kmeans; do
-        run $PY -m stages.compare_run --protocol finetune --dataset $D \
-            --init artifacts/init/$init/seed0.pt --seed 0 --label-fractions 0.05 \
-            --out artifacts/compare/finetune/$init/seed0-labels0.05.json
-        run $PY -m stages.compare_run --protocol linear_probe --dataset $D \
-            --init artifacts/init/$init/seed0.pt --seed 0 \
-            --out artifacts/compare/linear_probe/$init/seed0.json
-    done
-fi
+"$PY" "$REPO/benchmarks/stage_commands.py" >"$OUT/stages.tsv"
+: >"$OUT/stages.txt"
+# fd 3, not stdin: a stage that reads stdin must not eat the list
+while IFS=$'\t' read -r -u 3 name command; do
+    start=$SECONDS
+    echo "+ $name: $command"
+    bash -c "$command"
+    echo "$name: $((SECONDS - start)) s" >>"$OUT/stages.txt"
+done 3<"$OUT/stages.tsv"
 echo "== stage wall times"
 cat "$OUT/stages.txt"
 cat metrics/finetune.json
-echo "figures in $OUT"
+echo "figures in $OUT; the one-epoch project in $work"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import shutil
 import statistics
@@ -33,64 +32,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from initbench.params import load_params
-
 REPO = Path(__file__).resolve().parents[1]
-CLASSES = 10
-MIXED_SIDES = (40, 800)  # pixels, each side drawn independently
-SMALL_SIDES = (40, 120)
-GRAY_FRACTION = 0.3
 POLL_S = 0.02
+# ``common`` (which imports torch, for the models) is imported inside the functions that
+# need it: the baseline subprocess imports this module, and its measured wall time must
+# not include torch's import (about 3 s on 2 cores).
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-_NOISE: dict[int, np.ndarray] = {}
-
-
-def _noise_tile(seed: int) -> np.ndarray:
-    """int16 ``(1024, 1024)`` texture in -16..16 (film grain), made once per generating process."""
-    if seed not in _NOISE:
-        rng = np.random.default_rng(seed)
-        _NOISE[seed] = rng.integers(-16, 17, (1024, 1024), dtype=np.int16)
-    return _NOISE[seed]
-
-
-def _write_jpeg(job: tuple[str, int, int, int, int]) -> None:
-    """Write image ``index``: smooth colour blobs plus texture, gray or RGB, random size."""
-    path, index, seed, min_side, max_side = job
-    rng = np.random.default_rng((seed, index))
-    width, height = (int(v) for v in rng.integers(min_side, max_side + 1, 2))
-    gray = rng.random() < GRAY_FRACTION
-    blobs = rng.integers(0, 256, (4, 4) if gray else (4, 4, 3), dtype=np.uint8)
-    base = np.asarray(Image.fromarray(blobs).resize((width, height), Image.Resampling.BILINEAR))
-    y, x = (int(v) for v in rng.integers(0, 1024 - max_side, 2))
-    texture = _noise_tile(seed)[y : y + height, x : x + width]
-    if not gray:
-        texture = texture[:, :, None]
-    pixels = np.clip(base.astype(np.int16) + texture, 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path, format="JPEG", quality=85)
-
-
-def generate_jpegs(
-    folder: Path, n: int, sides: tuple[int, int] = MIXED_SIDES, seed: int = 0, workers: int = 2
-) -> list[Path]:
-    """Write ``n`` JPEGs as ``folder/class_<k>/img_<i>.jpg`` (image ``i`` in class ``i % 10``).
-
-    Sides are drawn uniformly from ``sides`` (inclusive), 30% grayscale, the rest RGB;
-    quality 85. Smooth colour blobs plus per-pixel grain give about 2.3 bits per pixel,
-    like small web photos; the grain makes entropy decoding (which a reduced-scale
-    JPEG decode cannot skip) a large share of the work. Returns the paths in index order.
-    """
-    paths = [folder / f"class_{i % CLASSES}" / f"img_{i:06d}.jpg" for i in range(n)]
-    for k in range(min(n, CLASSES)):
-        (folder / f"class_{k}").mkdir(parents=True, exist_ok=True)
-    jobs = [(str(p), i, seed, sides[0], sides[1]) for i, p in enumerate(paths)]
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for _ in pool.imap_unordered(_write_jpeg, jobs, chunksize=64):
-            pass
-    return paths
 
 
 def link_subset(paths: list[Path], source: Path, folder: Path) -> Path:
@@ -200,7 +149,9 @@ def baseline_loop(folder: Path, image_size: int, channels: int) -> np.ndarray:
 
 def _data_params() -> tuple[int, int]:
     """``(image_size, channels)`` from the repo's params.yaml, as the stage reads them."""
-    data = load_params(REPO / "params.yaml").data
+    from common import bench_params
+
+    data = bench_params().data
     return data.image_size, data.channels
 
 
@@ -240,6 +191,8 @@ def ingest_figures(
         ValueError: ``tmpdir`` is inside the repo.
         RuntimeError: a side failed.
     """
+    from common import generate_jpegs
+
     tmpdir = _check_outside_repo(Path(tmpdir))
     image_size, channels = _data_params()
     source = tmpdir / "jpegs"
@@ -305,6 +258,8 @@ def scale_figures(tmpdir: str | os.PathLike[str], n: int = 100_000, rounds: int 
         ValueError: ``tmpdir`` is inside the repo.
         RuntimeError: the stage failed.
     """
+    from common import SMALL_SIDES, generate_jpegs
+
     tmpdir = _check_outside_repo(Path(tmpdir))
     image_size, channels = _data_params()
     source = tmpdir / "small"

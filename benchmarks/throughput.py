@@ -4,23 +4,31 @@
     python benchmarks/throughput.py --device cpu --steps 20
 
 Figures: images/s for a fine-tune step, an autoencoder step, image pairs/s for a
-SimCLR step (augmentation included), and augmented views/s alone.
+SimCLR step (augmentation included), and augmented views/s alone. The models are
+``params.yaml``'s (``model``, ``simclr.projection_dim``), built as the stages build them
+(``benchmarks/common.py``); the images are its generated gratings, at ``data``'s image
+size and channels unless ``--image-size`` or ``--channels`` say otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import common
+
+from initbench.core.errors import ParamsError
 from initbench.inits.augment import simclr_view
-from initbench.inits.autoencoder import build_autoencoder
 from initbench.inits.losses import nt_xent
-from initbench.inits.simclr import ProjectionHead, SimCLR
-from initbench.models.cnn import Encoder, build_classifier, feature_side
 from initbench.training.setup import configure_torch, resolve_device
 
 
@@ -41,18 +49,23 @@ def rate(step: Callable[[], None], items: int, steps: int, device: torch.device)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--channels", type=int, default=1, choices=[1, 3])
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--channels", type=int, choices=[1, 3],
+                        help="default: params.yaml's data.channels")  # fmt: skip
+    parser.add_argument("--image-size", type=int, help="default: params.yaml's data.image_size")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
+    try:
+        params = common.bench_params(image_size=args.image_size, channels=args.channels)
+    except ParamsError as exc:
+        parser.error(str(exc))
+    data = params.data
     device = resolve_device(args.device)
     configure_torch(device)
-    torch.manual_seed(0)
-    c, s, b = args.channels, args.image_size, args.batch_size
-    widths, dropout = [16, 32, 64], [0.3, 0.4, 0.4]
-    x = torch.rand(b, c, s, s, device=device)
-    y = torch.randint(0, 10, (b,), device=device)
+    c, s, b = data.channels, data.image_size, args.batch_size
+    images, labels = common.gratings(b, seed=0, image_size=s, channels=c)
+    x = (images.float() / 255).to(device)  # (B, C, H, W) on 0..1
+    y = labels.to(device)
     generator = torch.Generator().manual_seed(0)
 
     def trainer(model: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -66,10 +79,9 @@ def main() -> None:
 
         return step
 
-    classifier = build_classifier(c, s, 10, widths, dropout, 128, 0.5).to(device)
-    autoencoder = build_autoencoder(Encoder(c, widths, dropout), widths).to(device)
-    features = widths[-1] * feature_side(s, len(widths)) ** 2
-    simclr = SimCLR(Encoder(c, widths, [0.0] * 3), ProjectionHead(features, 512, 128)).to(device)
+    classifier = common.classifier(params, seed=0).to(device)
+    autoencoder = common.autoencoder(params, seed=0).to(device)
+    simclr = common.simclr(params, seed=0).to(device)
 
     def simclr_loss() -> torch.Tensor:
         views = [simclr_view(x, generator) for _ in range(2)]

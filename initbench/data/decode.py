@@ -74,7 +74,7 @@ DecodeResult = tuple[np.ndarray | HighBitImage | None, str | None]
 
 
 def bit_depth_of(max_value: int) -> int:
-    """The smallest of :data:`~initbench.params.BIT_DEPTHS` whose ``0 .. 2**d - 1`` holds
+    """The smallest of :data:`BIT_DEPTHS` whose ``0 .. 2**d - 1`` holds
     ``max_value``. Raises: ValueError: ``max_value`` is above 65535."""
     for depth in BIT_DEPTHS:
         if max_value < 2**depth:

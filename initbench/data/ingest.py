@@ -12,20 +12,16 @@ hundred bytes per file for the paths. Above ``memmap_above`` bytes the array is
 memory-mapped onto an unlinked temporary file, so the kernel can page it out.
 :func:`initbench.data.dataset.save_dataset` streams each split from it to its ``.npy`` file
 a few thousand rows at a time, without copying a split. Integer images of more than
-8 bits add 2 bytes a pixel while the dataset's bit depth is found (below).
+8 bits add 2 bytes a pixel while the dataset's bit depth is found (the bit-depth policy
+of :mod:`initbench.data.decode`).
 
-A file that cannot be decoded (empty, truncated, corrupt, not an image) is
-skipped and reported with its reason. Hidden files and files with other
-extensions are ignored and counted. A symlinked folder (a class folder or one
-inside it) is not followed, as DVC does not follow it when it versions ``data/``:
-it is ignored and counted too, so what ingest reads is what ``data.dvc`` versions.
-A name that is not valid UTF-8 stops the scan with one line naming it.
+A file that cannot be decoded is skipped with its reason, and what the scan ignored is
+counted: :mod:`initbench.data.report` turns both into the ingest report.
 
 Exact duplicates (identical decoded arrays) are found by hashing, here in the
 main process, and each group of them is kept in one split. The format and
 :class:`~initbench.data.dataset.Dataset` live in :mod:`initbench.data.dataset`, the split
 logic in :mod:`initbench.data.split`.
-
 """
 
 from __future__ import annotations
