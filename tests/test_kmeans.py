@@ -281,8 +281,7 @@ def test_kmeans_stage_metrics_checkpoint_and_seed(monkeypatch, tmp_path):
     for seed in (5, 6):
         argv = ["kmeans", "--dataset", str(tmp_path / "data"), "--patches", str(folder),
                 "--seed", str(seed), "--out", str(tmp_path / f"{seed}.pt"),
-                "--report", str(tmp_path / f"{seed}.json"),
-                "--image", str(tmp_path / f"{seed}.png")]  # fmt: skip
+                "--report", str(tmp_path / f"{seed}.json")]  # fmt: skip
         monkeypatch.setattr(sys, "argv", argv)
         run(main)
     metrics = json.loads((tmp_path / "5.json").read_text())
