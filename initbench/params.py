@@ -28,6 +28,8 @@ from initbench.models.sizes import KERNEL_SIZE
 #: Init strategies that have a stage writing ``artifacts/init/<name>.pt``.
 INIT_STRATEGIES: tuple[str, ...] = ("random", "autoencoder", "simclr", "kmeans")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: Multiplicity corrections the comparison knows (initbench.comparison.stats.CORRECTIONS).
+CORRECTIONS: tuple[str, ...] = ("holm", "none")
 
 
 def _fail(key: str, message: str) -> typing.NoReturn:
@@ -207,6 +209,16 @@ class CompareParams:
     inits: list[Str]
     seeds: list[NonNegative]
     label_fractions: list[LabelFraction]
+    #: the difference in test accuracy (0.01 = one point) that matters: equivalence and power
+    margin: Fraction
+    #: multiplicity adjustment over the report's init-vs-random tests
+    correction: Annotated[
+        Str,
+        _rule(
+            lambda v: v in CORRECTIONS,
+            f"must be one of: {', '.join(CORRECTIONS)} (got {{!r}})",
+        ),
+    ]
 
     def __post_init__(self) -> None:
         _check_unique("compare.inits", self.inits)

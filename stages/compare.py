@@ -12,7 +12,7 @@ from initbench.comparison.report import (
     settings,
 )
 from initbench.comparison.runs import collect_runs
-from initbench.comparison.stats import summarize
+from initbench.comparison.summary import labelled_subsets, majority_class, summarize
 from initbench.core.cli import run
 from initbench.core.errors import InitbenchError
 from initbench.core.files import write_bytes, write_json, write_text
@@ -42,16 +42,20 @@ def main() -> None:
     c = params.compare
     grid = {(i, s, f) for i in c.inits for s in c.seeds for f in c.label_fractions}
     rows = collect_runs(args.runs, grid)
+    data = load_dataset(args.dataset)
+    train, test = data.splits["train"].labels.numpy(), data.splits["test"].labels.numpy()
     try:
-        summary = summarize(rows, c.inits, c.seeds, c.label_fractions)
+        summary = summarize(rows, test, c.inits, c.seeds, c.label_fractions, c.margin,
+                            c.correction)  # fmt: skip
+        subsets = labelled_subsets(rows, c.label_fractions, len(train))
     except ValueError as exc:
         raise InitbenchError(f"{args.runs}: {exc}") from None
-    data = load_dataset(args.dataset)
-    n_train = {r["label_fraction"]: r["train_images"] for r in rows}
+    majority = majority_class(train, test)
+    majority["name"] = data.classes[majority["label"]]
     for name, cell in cell_metrics(summary, c.label_fractions).items():
         write_json(Path(args.metrics) / name, cell)
-    write_json(args.summary, summary)
-    write_text(args.report, report_markdown(summary, c.label_fractions, n_train,
+    write_json(args.summary, summary | {"labelled_subsets": subsets, "majority_class": majority})
+    write_text(args.report, report_markdown(summary, c.label_fractions, subsets, majority,
                                             settings(params, data, rows)))  # fmt: skip
     chart_data = {"accuracy": chart_rows(summary, c.label_fractions),
                   "curves": curve_rows([r for r in rows if r["protocol"] == "finetune"])}  # fmt: skip

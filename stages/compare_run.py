@@ -10,7 +10,7 @@ import argparse
 import time
 
 from initbench.comparison.progress import report_run
-from initbench.comparison.protocols import PROTOCOLS, result_rows
+from initbench.comparison.protocols import PROTOCOLS, check_label_fractions, result_rows
 from initbench.core.cli import run
 from initbench.core.files import write_json
 from initbench.data.dataset import load_dataset
@@ -45,6 +45,7 @@ def main() -> None:
     configure_torch(device, params.threads)
     device = join_process_group(device)
     data = load_dataset(args.dataset)
+    check_label_fractions(data, params.compare.label_fractions, fractions)
     strategy = str(read_checkpoint(args.init)["strategy"])
     rows = result_rows(args.protocol, data, args.init, params, fractions, args.seed, device)
     if not is_local_main():

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from initbench.comparison.protocols import finetune
+from initbench.comparison.protocols import check_label_fractions, finetune
 from initbench.core.cli import run
 from initbench.core.files import write_json, write_torch
 from initbench.data.dataset import load_dataset
@@ -32,6 +32,7 @@ def main() -> None:
     configure_torch(device, params.threads)
     device = join_process_group(device)
     data = load_dataset(args.dataset)
+    check_label_fractions(data, [p.label_fraction], key="finetune.label_fraction")
     result = finetune(data, args.init, params.model, p, p.label_fraction, params.seed, device,
                       on_history=live_history(Path(args.plots) / "history.json"))  # fmt: skip
     if not is_local_main():

@@ -1075,3 +1075,14 @@ def test_symlinked_folders_are_not_followed_and_are_reported(tmp_path):
     assert found.classes == ["cat", "dog"]
     assert len(found.files) == 9 and all("extra" not in rel for rel, _ in found.files)
     assert found.ignored["symlinked_folder"] == ["bird", "cat/extra"]
+
+
+def test_ingest_notes_a_large_class_imbalance():
+    # The field case: 500 images of one class, 10 of another.
+    per_class = [{"class": "cat", "train": 350, "val": 50, "test": 100},
+                 {"class": "dog", "train": 6, "val": 2, "test": 2}]  # fmt: skip
+    line = report.imbalance_warning(per_class)
+    assert line is not None and "'cat' has 500 images, 'dog' 10 (50x)" in line
+    assert "macro-F1" in line
+    per_class[1] = {"class": "dog", "train": 40, "val": 5, "test": 5}  # 10x: not over
+    assert report.imbalance_warning(per_class) is None

@@ -256,7 +256,7 @@ def test_missing_key_is_named(raw, key):
             "epochs, min_steps, lr, batch_size, label_fraction, freeze_encoder",
         ),
         ("linear_probe.penalty", "C, max_iter"),
-        ("compare.fractions", "inits, seeds, label_fractions"),
+        ("compare.fractions", "inits, seeds, label_fractions, margin, correction"),
     ],
 )
 def test_unknown_key_is_named_with_valid_keys(raw, key, valid):
@@ -524,6 +524,14 @@ def test_label_fractions_that_share_a_percentage_are_rejected(raw):
             [-0.1],
             "compare.label_fractions must be in (0, 1], got -0.1",
         ),
+        ("compare.margin", 0, "compare.margin must be in (0, 1), got 0.0"),
+        ("compare.margin", 1, "compare.margin must be in (0, 1), got 1.0"),
+        ("compare.margin", "1pt", "compare.margin must be a number, got '1pt'"),
+        (
+            "compare.correction",
+            "bonferroni",
+            "compare.correction must be one of: holm, none (got 'bonferroni')",
+        ),
     ],
 )
 def test_compare_lists_are_validated(raw, key, value, message):
@@ -741,3 +749,9 @@ def test_dvc_exp_run_set_changes_only_the_lines_of_the_values_it_sets(tmp_path, 
     diff = [b.split("#")[0].rstrip() for a, b in zip(before, after, strict=True) if a != b]
     assert diff == changed
     P.load_params(path)
+
+
+def test_corrections_are_the_ones_the_statistics_know():
+    from initbench.comparison import stats
+
+    assert stats.CORRECTIONS == P.CORRECTIONS

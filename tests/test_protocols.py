@@ -1,9 +1,19 @@
 import copy
+import hashlib
 
+import numpy as np
 import pytest
 import torch
 
-from initbench.comparison.protocols import classifier_from_init, finetune, labelled_train, probe
+from initbench.comparison.protocols import (
+    check_label_fractions,
+    classifier_from_init,
+    finetune,
+    labelled_train,
+    probe,
+    result_rows,
+)
+from initbench.core.errors import ParamsError
 from initbench.data.dataset import ArrayData, Split
 from initbench.data.split import label_subset
 from initbench.data.transforms import Normalize
@@ -57,6 +67,11 @@ def _finetune_params(**overrides):
     return FinetuneParams(**values)
 
 
+def _probe_fields(result):
+    return (result.accuracy, result.macro_f1, result.iterations, result.converged,
+            result.predictions.tolist())  # fmt: skip
+
+
 def _rows(images):
     return {tuple(image.flatten().tolist()) for image in images}
 
@@ -79,15 +94,17 @@ def test_classifier_from_init_draws_the_same_head_for_every_init(tmp_path):
 
 def test_labelled_train_is_seeded_stratified_and_nested_across_fractions():
     data = _data(n_train=400)  # 100 images a class
-    small, large = labelled_train(data, 0.01, seed=0), labelled_train(data, 0.1, seed=0)
+    (small, small_keep), (large, _) = (labelled_train(data, 0.01, seed=0),
+                                       labelled_train(data, 0.1, seed=0))  # fmt: skip
+    assert torch.equal(data.splits["train"].labels[small_keep], small.labels)
     assert torch.bincount(small.labels).tolist() == [1] * CLASSES
     assert torch.bincount(large.labels).tolist() == [10] * CLASSES
     assert _rows(small.images) <= _rows(large.images)
-    assert _rows(large.images) <= _rows(labelled_train(data, 0.5, seed=0).images)
-    again = labelled_train(data, 0.1, seed=0)
+    assert _rows(large.images) <= _rows(labelled_train(data, 0.5, seed=0)[0].images)
+    again, _ = labelled_train(data, 0.1, seed=0)
     assert torch.equal(again.images, large.images) and torch.equal(again.labels, large.labels)
-    assert _rows(labelled_train(data, 0.1, seed=1).images) != _rows(large.images)
-    assert len(labelled_train(data, 1.0, seed=0)) == 400
+    assert _rows(labelled_train(data, 0.1, seed=1)[0].images) != _rows(large.images)
+    assert len(labelled_train(data, 1.0, seed=0)[0]) == 400
 
 
 def _training_inputs(monkeypatch):
@@ -169,9 +186,9 @@ def test_probe_uses_the_frozen_recalibrated_encoder_of_the_init(tmp_path):
     data = _data()
     init = _checkpoint(tmp_path, 1)
     params = LinearProbeParams(C=1.0, max_iter=200)
-    [(result, n_labelled)] = probe(data, init, MODEL, params, [0.25], seed=0, device=CPU)
+    [(result, labelled)] = probe(data, init, MODEL, params, [0.25], seed=0, device=CPU)
     keep = label_subset(data.splits["train"].labels, 0.25, seed=0)
-    assert n_labelled == len(keep) == 20
+    assert labelled.tolist() == keep.tolist() and len(keep) == 20
     # By hand: the checkpoint's encoder, precise BatchNorm on all train images, features.
     encoder = Encoder(1, MODEL.channels, MODEL.dropout)
     encoder.load_state_dict(torch.load(init, weights_only=True)["encoder"])
@@ -182,8 +199,10 @@ def test_probe_uses_the_frozen_recalibrated_encoder_of_the_init(tmp_path):
         encode(encoder, normalize, train.images[keep], CPU), train.labels[keep].numpy(),
         encode(encoder, normalize, test.images, CPU), test.labels.numpy(), C=1.0, max_iter=200,
     )  # fmt: skip
-    assert result == expected
+    assert _probe_fields(result) == _probe_fields(expected)
     assert result.accuracy > 0.5  # chance is 0.25
+    assert result.predictions.shape == (len(test),)
+    assert result.accuracy == (result.predictions == test.labels.numpy()).mean()
 
 
 def test_probe_never_trains_the_encoder(monkeypatch, tmp_path):
@@ -222,8 +241,10 @@ def test_probe_of_several_fractions_equals_one_probe_per_fraction(tmp_path):
     params = LinearProbeParams(C=1.0, max_iter=200)
     together = probe(data, init, MODEL, params, [0.25, 0.5, 1.0], seed=2, device=CPU)
     alone = [probe(data, init, MODEL, params, [f], seed=2, device=CPU)[0] for f in [0.25, 0.5, 1.0]]
-    assert together == alone
-    assert [n for _, n in together] == [20, 40, 80]
+    assert [(_probe_fields(r), k.tolist()) for r, k in together] == [
+        (_probe_fields(r), k.tolist()) for r, k in alone
+    ]
+    assert [len(keep) for _, keep in together] == [20, 40, 80]
 
 
 @pytest.mark.parametrize("fraction", [0.25, 1.0])
@@ -231,6 +252,60 @@ def test_finetune_and_probe_count_the_same_labelled_images(tmp_path, fraction):
     data, init = _data(), _checkpoint(tmp_path, 1)
     tuned = finetune(data, init, MODEL, _finetune_params(epochs=1), fraction, seed=3,
                      device=CPU, log=lambda line: None)  # fmt: skip
-    [(_, n_labelled)] = probe(data, init, MODEL, LinearProbeParams(C=1.0, max_iter=50),
-                              [fraction], seed=3, device=CPU)  # fmt: skip
-    assert tuned.train_images == n_labelled == len(labelled_train(data, fraction, seed=3))
+    [(_, keep)] = probe(data, init, MODEL, LinearProbeParams(C=1.0, max_iter=50),
+                        [fraction], seed=3, device=CPU)  # fmt: skip
+    assert tuned.labelled.tolist() == keep.tolist()
+    assert tuned.train_images == len(keep) == len(labelled_train(data, fraction, seed=3)[0])
+
+
+def _params():
+    import dataclasses
+    from pathlib import Path
+
+    from initbench.params import load_params
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    finetune_params = dataclasses.replace(params.finetune, epochs=1, min_steps=0, batch_size=8)
+    probe_params = dataclasses.replace(params.linear_probe, max_iter=50)
+    return dataclasses.replace(params, model=MODEL, finetune=finetune_params,
+                               linear_probe=probe_params,
+                               kmeans=dataclasses.replace(params.kmeans, clusters=4))  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", ["finetune", "linear_probe"])
+def test_result_rows_record_the_labelled_subset_and_every_test_prediction(tmp_path, protocol):
+    data = _data()
+    rows = {seed_init: result_rows(protocol, data, _checkpoint(tmp_path, seed_init), _params(),
+                                   [0.25], seed=5, device=CPU)[0]
+            for seed_init in (1, 2)}  # fmt: skip
+    a, b = rows[1], rows[2]
+    keep = label_subset(data.splits["train"].labels, 0.25, seed=5)
+    expected = hashlib.sha256(keep.numpy().astype("<i8").tobytes()).hexdigest()
+    assert a["labelled_subset"] == b["labelled_subset"] == expected  # paired, and auditable
+    assert a["per_class"] == [5] * CLASSES and a["train_images"] == 20
+    test_labels = data.splits["test"].labels.numpy()
+    for row in (a, b):
+        predictions = np.asarray(row["test_predictions"])
+        assert predictions.shape == test_labels.shape
+        assert row["accuracy"] == pytest.approx((predictions == test_labels).mean(), abs=1e-6)
+    other = result_rows(protocol, data, _checkpoint(tmp_path, 1), _params(), [0.25], seed=6,
+                        device=CPU)[0]  # fmt: skip
+    assert other["labelled_subset"] != a["labelled_subset"]
+
+
+def test_check_label_fractions_rejects_two_fractions_with_one_subset_naming_both():
+    data = _data(n_train=40)  # 10 a class: 1% and 4% both keep one image a class
+    with pytest.raises(ParamsError, match=r"compare\.label_fractions 0\.01 and 0\.04 give the "
+                                          r"identical labelled subset"):  # fmt: skip
+        check_label_fractions(data, [0.01, 0.04, 0.5])
+    check_label_fractions(data, [0.01, 0.5])  # distinct subsets: fine
+
+
+def test_check_label_fractions_warns_when_the_floor_raises_a_fraction(capsys):
+    data = _data(n_train=40)
+    check_label_fractions(data, [0.01, 0.5], key="compare.label_fractions")
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1  # 0.5 keeps 5 of 10 a class, as asked
+    assert "compare.label_fractions 0.01 keeps 4 of 40 train images (10.0%, not 1.0%)" in err
+    check_label_fractions(data, [0.01], running=[], key="finetune.label_fraction")
+    assert capsys.readouterr().err == ""  # only the fractions this run uses are warned of

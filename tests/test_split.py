@@ -361,3 +361,39 @@ def test_write_npy_writes_np_saves_bytes_for_any_layout(tmp_path, array):
 def test_write_npy_refuses_a_boolean_mask_as_rows(tmp_path):
     with pytest.raises(ValueError, match="integer indices"):
         files.write_npy(tmp_path / "m.npy", np.zeros((3, 2)), np.array([True, False, True]))
+
+
+# --------------------------------------------------------------------------- label fractions
+
+
+def test_subset_sizes_keep_one_image_a_class_at_least():
+    assert sp.subset_sizes([100, 42, 7], 0.05) == [5, 2, 1]  # 0.35 rounds to 0: the floor
+    assert sp.subset_sizes([100, 42, 0], 0.05) == [5, 2, 0]  # an empty class keeps none
+    assert sp.subset_sizes([100, 42, 7], 1.0) == [100, 42, 7]
+    # 420 images in 10 classes: "1%" keeps 10 images, 2.4%; 2% keeps the same 10.
+    assert sum(sp.subset_sizes([42] * 10, 0.01)) == 10
+    assert sp.realised_fraction([42] * 10, 0.01) == pytest.approx(10 / 420)
+
+
+def test_label_subset_keeps_subset_sizes_of_each_class():
+    import torch
+
+    labels = torch.tensor([0] * 100 + [1] * 42 + [2] * 7)
+    keep = sp.label_subset(labels, 0.05, seed=3)
+    assert torch.bincount(labels[keep]).tolist() == sp.subset_sizes([100, 42, 7], 0.05)
+
+
+def test_floor_warning_names_the_key_and_the_realised_fraction():
+    warning = sp.floor_warning([42] * 10, 0.01, "compare.label_fractions")
+    assert warning == ("warning: compare.label_fractions 0.01 keeps 10 of 420 train images "
+                       "(2.4%, not 1.0%): every class keeps at least one labelled image; "
+                       "reports give the realised fraction")  # fmt: skip
+    assert sp.floor_warning([700] * 10, 0.01, "compare.label_fractions") is None
+    # Raised, but by less than half: 0.01 of 80 a class keeps 1 (1.25%).
+    assert sp.floor_warning([80] * 10, 0.01, "finetune.label_fraction") is None
+
+
+def test_identical_subsets_names_the_first_two_fractions_that_coincide():
+    assert sp.identical_subsets([42] * 10, [0.01, 0.02, 0.05]) == (0.01, 0.02)
+    assert sp.identical_subsets([700] * 10, [0.01, 0.02, 0.05]) is None
+    assert sp.identical_subsets([42] * 10, [0.5, 1.0]) is None

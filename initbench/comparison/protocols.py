@@ -10,17 +10,21 @@ measured once, on the final weights (no selection on labelled val images).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from initbench.comparison.stats import PROTOCOLS
+from initbench.comparison.grid import PROTOCOLS
+from initbench.core.errors import ParamsError
 from initbench.data.dataset import ArrayData, Split
-from initbench.data.split import label_subset
+from initbench.data.split import floor_warning, identical_subsets, label_subset, subset_sizes
 from initbench.data.transforms import Normalize
 from initbench.models.cnn import Classifier, build_classifier
 from initbench.models.transfer import encoder_meta, load_init
@@ -48,13 +52,54 @@ def classifier_from_init(
     return classifier
 
 
-def labelled_train(data: ArrayData, label_fraction: float, seed: int) -> Split:
+def labelled_train(data: ArrayData, label_fraction: float, seed: int) -> tuple[Split, torch.Tensor]:
     """The stratified ``label_fraction`` of the train split whose images and labels a run
-    trains on. Drawing it reads the class of every train image (to stratify), as is usual
-    for class-balanced label subsets; training never sees the other images' labels."""
+    trains on, and its indices in the train split. Drawing it reads the class of every
+    train image (to stratify), as is usual for class-balanced label subsets; training never
+    sees the other images' labels."""
     train = data.splits["train"]
     keep = label_subset(train.labels, label_fraction, seed)
-    return Split(train.images[keep], train.labels[keep])
+    return Split(train.images[keep], train.labels[keep]), keep
+
+
+def subset_record(
+    indices: torch.Tensor | np.ndarray, labels: torch.Tensor, classes: int
+) -> dict[str, Any]:
+    """What a result row records of its labelled subset, so pairing can be audited:
+    ``labelled_subset``, the SHA-256 of the sorted train-split indices (int64,
+    little-endian), and ``per_class``, the labelled images of each class."""
+    indices = np.sort(np.asarray(indices, dtype="<i8"))
+    counts = np.bincount(np.asarray(labels)[indices], minlength=classes)
+    return {"labelled_subset": hashlib.sha256(indices.tobytes()).hexdigest(),
+            "per_class": [int(n) for n in counts]}  # fmt: skip
+
+
+def check_label_fractions(
+    data: ArrayData,
+    fractions: Sequence[float],
+    running: Sequence[float] | None = None,
+    key: str = "compare.label_fractions",
+) -> None:
+    """Check the label fractions ``fractions`` (the params key ``key``) against the train
+    split: two that give the identical labelled subset are an error; each of ``running``
+    (default: all) that the one-per-class floor raises by more than half gets a warning on
+    stderr (:func:`initbench.data.split.floor_warning`).
+
+    Raises:
+        ParamsError: two fractions give the identical subset, naming both.
+    """
+    counts = np.bincount(data.splits["train"].labels.numpy(), minlength=len(data.classes))
+    same = identical_subsets(counts.tolist(), fractions)
+    if same:
+        raise ParamsError(
+            f"params.yaml: {key} {same[0]:g} and {same[1]:g} give the identical labelled "
+            f"subset on this train split ({sum(subset_sizes(counts.tolist(), same[0]))} images "
+            "of its classes): the two runs would be one; keep one of them"
+        )
+    for fraction in fractions if running is None else running:
+        warning = floor_warning(counts.tolist(), fraction, key)
+        if warning:
+            print(warning, file=sys.stderr)
 
 
 @dataclass
@@ -62,8 +107,12 @@ class FinetuneResult:
     model: Classifier  # final weights
     history: list[dict[str, float]]  # one row a round, see initbench.training.supervised.fit
     test: Evaluation
-    train_images: int
+    labelled: torch.Tensor  # int64 (n,): the labelled subset's indices in the train split
     steps: int
+
+    @property
+    def train_images(self) -> int:
+        return len(self.labelled)
 
 
 def finetune(
@@ -90,7 +139,7 @@ def finetune(
     """
     classifier = classifier_from_init(data, init_path, model, seed).to(device)
     normalize = Normalize(data.mean, data.std).to(device)
-    train = labelled_train(data, label_fraction, seed)
+    train, labelled = labelled_train(data, label_fraction, seed)
     if params.freeze_encoder:
         recalibrate_batchnorm(classifier.encoder, normalize, data.splits["train"].images, device)
     trained = fit(
@@ -99,7 +148,7 @@ def finetune(
         device=device, freeze_encoder=params.freeze_encoder, log=log, on_history=on_history,
     )  # fmt: skip
     test = evaluate(classifier, normalize, data.splits["test"], device)
-    return FinetuneResult(classifier, trained.history, test, len(train), trained.steps)
+    return FinetuneResult(classifier, trained.history, test, labelled, trained.steps)
 
 
 def probe(
@@ -110,15 +159,15 @@ def probe(
     label_fractions: Sequence[float],
     seed: int,
     device: torch.device,
-) -> list[tuple[ProbeResult, int]]:
+) -> list[tuple[ProbeResult, np.ndarray]]:
     """Linear probes of the frozen encoder of an init, one per label fraction: precise
     BatchNorm on all train images (no labels), then features of every train and test
     image, extracted once and shared by the fractions; each fraction fits logistic
     regression (:func:`initbench.training.probes.linear_probe`) on its labelled subset's features.
 
     Returns:
-        For each of ``label_fractions`` in order: the probe's test result and the number
-        of labelled train images.
+        For each of ``label_fractions`` in order: the probe's test result and the labelled
+        subset's indices in the train split.
 
     Raises:
         CheckpointError: as :func:`classifier_from_init`.
@@ -136,7 +185,7 @@ def probe(
             train_features[keep], train.labels.numpy()[keep], test_features,
             test.labels.numpy(), C=params.C, max_iter=params.max_iter,
         )  # fmt: skip
-        results.append((result, len(keep)))
+        results.append((result, keep))
     return results
 
 
@@ -161,6 +210,7 @@ def result_rows(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    train_labels, classes = data.splits["train"].labels, len(data.classes)
     rows = []
     if protocol == "finetune":
         full = dataclasses.replace(params.finetune, freeze_encoder=False)
@@ -168,14 +218,17 @@ def result_rows(
             result = finetune(data, init_path, params.model, full, fraction, seed, device)
             rows.append({"label_fraction": fraction, "accuracy": round(result.test.accuracy, 6),
                          "macro_f1": round(result.test.macro_f1, 6),
-                         "train_images": result.train_images, "steps": result.steps,
-                         "history": result.history})  # fmt: skip
+                         "train_images": result.train_images, "steps": result.steps}
+                        | subset_record(result.labelled, train_labels, classes)
+                        | {"history": result.history,
+                           "test_predictions": result.test.predictions.tolist()})  # fmt: skip
         return rows
     probes = probe(data, init_path, params.model, params.linear_probe, label_fractions, seed,
                    device)  # fmt: skip
-    for fraction, (outcome, n_train) in zip(label_fractions, probes, strict=True):
+    for fraction, (outcome, keep) in zip(label_fractions, probes, strict=True):
         rows.append({"label_fraction": fraction, "accuracy": round(outcome.accuracy, 6),
-                     "macro_f1": round(outcome.macro_f1, 6), "train_images": n_train,
-                     "iterations": outcome.iterations,
-                     "converged": outcome.converged})  # fmt: skip
+                     "macro_f1": round(outcome.macro_f1, 6), "train_images": len(keep),
+                     "iterations": outcome.iterations, "converged": outcome.converged}
+                    | subset_record(keep, train_labels, classes)
+                    | {"test_predictions": outcome.predictions.tolist()})  # fmt: skip
     return rows

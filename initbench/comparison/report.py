@@ -1,22 +1,32 @@
 """The comparison as people read it: the markdown report, the metrics files ``dvc metrics``
 tabulates, and the rows of its charts. Pure functions on the summary of
-:mod:`initbench.comparison.stats`."""
+:func:`initbench.comparison.summary.summarize`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from initbench.comparison.stats import REFERENCE, _round, fraction_key
+from initbench.comparison import stats
+from initbench.comparison.grid import REFERENCE, fraction_key
+from initbench.comparison.summary import _round
 from initbench.data.dataset import ArrayData
 from initbench.params import Params
 
 PROTOCOL_NAMES = {"finetune": "Fine-tune", "linear_probe": "Linear probe"}
+#: Seed counts above this get no command in the report: not a practical next run.
+MOST_SEEDS_SHOWN = 100
+#: How many of the seed counts that would decide a cell get their command.
+COMMANDS_SHOWN = 3
 
 
 def cell_file(protocol: str, fraction: float) -> str:
     """``("linear_probe", 0.01) -> "linear_probe_1%.json"``: one comparison cell's metrics file."""
     return f"{protocol}_{fraction * 100:g}%.json"
+
+
+def _differences(cell: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c["vs_random"] for c in cell.values() if "vs_random" in c]
 
 
 def cell_metrics(
@@ -27,20 +37,16 @@ def cell_metrics(
 
     Returns:
         ``{file name: {init: mean test accuracy, ..., "ci95": half-width}}``, where
-        ``ci95`` is the half-width of the widest 95% confidence interval of a paired
-        difference to random in that cell: two inits' means closer than about this are
-        within noise. ``None`` with fewer than 2 seeds. Per-init intervals and verdicts are
-        in the full summary (:func:`summarize`, ``reports/compare.json``).
+        ``ci95`` is the half-width of the widest interval of a paired difference to random
+        in that cell (seeds and test set, family-wise 95%): two inits' means closer than
+        about this are within noise. ``None`` with fewer than 2 seeds. Verdicts are in
+        ``reports/compare.json`` and ``reports/compare.md``.
     """
     out = {}
-    for protocol, cells in summary.items():
+    for protocol, cells in summary["cells"].items():
         for fraction in label_fractions:
             cell = cells[fraction_key(fraction)]
-            widths = [
-                (c["diff_ci95_high"] - c["diff_ci95_low"]) / 2
-                for c in cell.values()
-                if c.get("diff_ci95_high") is not None and c.get("diff_ci95_low") is not None
-            ]
+            widths = [(d["high"] - d["low"]) / 2 for d in _differences(cell) if "high" in d]
             row = {init: c["mean"] for init, c in cell.items()}
             out[cell_file(protocol, fraction)] = row | {
                 "ci95": _round(max(widths)) if widths else None
@@ -53,7 +59,7 @@ def chart_rows(summary: dict[str, Any], label_fractions: Sequence[float]) -> lis
     ``protocol`` (display name), ``init``, ``label_fraction``, ``mean``, ``ci95_low``,
     ``ci95_high`` (bounds fall back to the mean when there is one seed)."""
     rows = []
-    for protocol, by_fraction in summary.items():
+    for protocol, by_fraction in summary["cells"].items():
         for fraction in label_fractions:
             for init, cell in by_fraction[fraction_key(fraction)].items():
                 low, high = cell["ci95_low"], cell["ci95_high"]
@@ -79,59 +85,212 @@ def curve_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt_cell(cell: dict[str, Any]) -> str:
+def _points(value: float, sign: bool = True) -> str:
+    return f"{value * 100:+.1f}" if sign else f"{value * 100:.1f}"
+
+
+def _margin(summary: dict[str, Any]) -> str:
+    return f"±{summary['family']['margin'] * 100:g} pt"
+
+
+def _verdict(d: dict[str, Any], margin: str) -> str:
+    words = {stats.EQUIVALENT: f"equivalent within {margin}"}.get(d["verdict"], d["verdict"])
+    if d.get("qualifier") == stats.BEYOND_MARGIN:
+        words += f" by more than {margin}"
+    elif d.get("qualifier") == stats.WITHIN_MARGIN:
+        words += f", within {margin}"
+    return f"**{words}**"
+
+
+def _fmt_accuracy(cell: dict[str, Any]) -> str:
     if cell["ci95_low"] is None:
         return f"{cell['mean']:.3f} (n=1)"
     return f"{cell['mean']:.3f} [{cell['ci95_low']:.3f}, {cell['ci95_high']:.3f}]"
 
 
-def _fmt_diff(cell: dict[str, Any]) -> str:
-    if cell["diff_ci95_low"] is None:
-        return f"{cell['diff_vs_random']:+.3f}, {cell['verdict']}"
-    return (f"{cell['diff_vs_random']:+.3f} [{cell['diff_ci95_low']:+.3f}, "
-            f"{cell['diff_ci95_high']:+.3f}] **{cell['verdict']}**")  # fmt: skip
+def _fmt_difference(d: dict[str, Any], margin: str) -> str:
+    if "low" not in d:
+        return f"{_points(d['diff'])}, {d['verdict']}"
+    return (f"{_points(d['diff'])} [{_points(d['low'])}, {_points(d['high'])}] "
+            f"{_verdict(d, margin)}")  # fmt: skip
+
+
+def _fmt_noise(d: dict[str, Any]) -> str:
+    seeds = "?" if d["se_seeds"] is None else _points(d["se_seeds"], sign=False)
+    return f"seeds {seeds}, test set {_points(d['se_test'], sign=False)}"
+
+
+def _fmt_improvement(d: dict[str, Any]) -> str:
+    seeds = d["seeds_better"] + d["seeds_worse"] + d["seeds_tied"] if "p_seeds" in d else None
+    if seeds is None:
+        return "n/a"
+    return (f"{d['seeds_better']} of {seeds} seeds; images {d['images_init_only']:.1%} vs "
+            f"{d['images_reference_only']:.1%}")  # fmt: skip
+
+
+def _table(headers: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    lines = ["| init | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
+    return lines + [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows] + [""]
+
+
+def _protocol_section(
+    summary: dict[str, Any], protocol: str, fractions: Sequence[float], headers: list[str],
+    majority: dict[str, Any],
+) -> list[str]:  # fmt: skip
+    by_fraction = summary["cells"][protocol]
+    name = PROTOCOL_NAMES.get(protocol, protocol)
+    keys = [fraction_key(f) for f in fractions]
+    inits = list(by_fraction[keys[0]])
+    others = [i for i in inits if i != REFERENCE]
+    margin = _margin(summary)
+    lines = [f"## {name}", "", "Test accuracy, mean [95% CI] over seeds:", ""]
+    lines += _table(headers, [(i, [_fmt_accuracy(by_fraction[k][i]) for k in keys]) for i in inits]
+                    + [(f"majority class ({majority['name']})",
+                        [f"{majority['accuracy']:.3f}"] * len(keys))])  # fmt: skip
+    lines += ["Macro-F1 (the mean over classes of F1: a model that answers one class scores "
+              "low here however large that class), mean over seeds:", ""]  # fmt: skip
+    lines += _table(headers, [(i, [f"{by_fraction[k][i]['macro_f1']:.3f}" for k in keys])
+                              for i in inits]
+                    + [(f"majority class ({majority['name']})",
+                        [f"{majority['macro_f1']:.3f}"] * len(keys))])  # fmt: skip
+    if not others:
+        return lines
+    diffs = {i: [by_fraction[k][i]["vs_random"] for k in keys] for i in others}
+    lines += [f"Paired difference against {REFERENCE}, points of accuracy [interval], verdict:", ""]
+    lines += _table(headers, [(i, [_fmt_difference(d, margin) for d in diffs[i]]) for i in others])
+    lines += ["Standard error of the difference by source, points (more seeds shrink only the "
+              "first):", ""]  # fmt: skip
+    lines += _table(headers, [(i, [_fmt_noise(d) for d in diffs[i]]) for i in others])
+    lines += ["Probability of improvement: seeds on which the init beats random; test images "
+              "(over seeds) only the init gets right vs only random gets right:", ""]  # fmt: skip
+    lines += _table(headers, [(i, [_fmt_improvement(d) for d in diffs[i]]) for i in others])
+    return lines
+
+
+def _seeds_command(seeds: int) -> str:
+    return f"dvc exp run -S 'compare.seeds=[{','.join(map(str, range(seeds)))}]'"
+
+
+def _deciding_section(summary: dict[str, Any], fractions: Sequence[float], seeds: int,
+                      inits: int) -> list[str]:  # fmt: skip
+    """What would decide the cells that are not decided."""
+    margin, family = _margin(summary), summary["family"]
+    rows, counts = [], set()
+    for protocol, by_fraction in summary["cells"].items():
+        for fraction in fractions:
+            for init, cell in by_fraction[fraction_key(fraction)].items():
+                d = cell.get("vs_random")
+                if d is None or d["verdict"] not in (stats.INCONCLUSIVE, stats.TOO_FEW):
+                    continue
+                where = f"{PROTOCOL_NAMES.get(protocol, protocol)} {fraction * 100:g}%, {init}"
+                if "minimum_detectable" not in d:
+                    rows.append(f"| {where} | {_points(d['diff'])} | needs 2 or more seeds | "
+                                "- | - |")  # fmt: skip
+                    continue
+                need = d["seeds_to_decide"]
+                if need is None:
+                    decide = (f"no number of seeds: the test set alone (SE {_points(d['se_test'], False)}"
+                              f" pt) is too noisy for {margin}; a larger test set or a wider "
+                              "`compare.margin` is needed")  # fmt: skip
+                    cost = "-"
+                else:
+                    counts.add(need)
+                    decide = f"{need:,} seeds"
+                    cost = f"+{(need - seeds) / seeds:,.1f}x" if need > seeds else "-"
+                rows.append(f"| {where} | {_points(d['diff'])} | "
+                            f"{_points(d['minimum_detectable'], False)} | {decide} | {cost} |")  # fmt: skip
+    if not rows:
+        return []
+    low, high = stats.sd_interval(1.0, seeds) if seeds >= 2 else (None, None)
+    lines = ["## What would decide it", "",
+             f"Cells without a verdict. *Detectable now*: the smallest true difference the "
+             f"current {seeds} seeds detect with {family['power']:.0%} power; *seeds to decide*: "
+             f"the seeds that detect a difference of {margin} with that power. Both at the "
+             f"per-test level {family['planning_alpha']:.4g} (Holm's strictest step), from each "
+             "cell's spread of paired differences over seeds and its test-set noise.", ""]  # fmt: skip
+    if low is not None:
+        lines += [f"A spread estimated from {seeds} seeds is itself rough: its 95% interval runs "
+                  f"from {low:.2f}x to {high:.2f}x the estimate, so read these counts as orders "
+                  "of magnitude.", ""]  # fmt: skip
+    lines += ["| cell | difference, pt | detectable now, pt | seeds to decide | added compute |",
+              "|---|---|---|---|---|", *rows, ""]  # fmt: skip
+    lines += [f"Each added seed runs every pretraining and the {inits} inits' fine-tunes and probes "
+              "once more, while DVC reuses the runs it has: N seeds add (N - "
+              f"{seeds}) / {seeds} times this comparison's compute (its `make repro` time). "
+              "The cheapest cells first:", ""]  # fmt: skip
+    shown = sorted(n for n in counts if n <= MOST_SEEDS_SHOWN)[:COMMANDS_SHOWN]
+    lines += [f"    {_seeds_command(n)}" for n in shown]
+    if not shown:
+        lines += [f"    (every count above is over {MOST_SEEDS_SHOWN} seeds: not a practical run)"]
+    return [*lines, ""]
+
+
+def _per_init_counts(summary: dict[str, Any]) -> list[str]:
+    """``simclr: positive in 12 of 12 seed x cell pairs`` for each init."""
+    totals: dict[str, list[int]] = {}
+    for by_fraction in summary["cells"].values():
+        for cell in by_fraction.values():
+            for init, c in cell.items():
+                d = c.get("vs_random")
+                if d is None or "seeds_better" not in d:
+                    continue
+                pos, neg, n = d["seeds_better"], d["seeds_worse"], d["seeds_better"] + \
+                    d["seeds_worse"] + d["seeds_tied"]  # fmt: skip
+                total = totals.setdefault(init, [0, 0, 0])
+                total[0], total[1], total[2] = total[0] + pos, total[1] + neg, total[2] + n
+    return [
+        f"- **{init}**: better than random in {pos} of {n} seed x cell pairs, worse in {neg}"
+        for init, (pos, neg, n) in totals.items()
+    ]
 
 
 def report_markdown(
     summary: dict[str, Any],
     label_fractions: Sequence[float],
-    train_images: dict[float, int],
+    subsets: dict[str, Any],
+    majority: dict[str, Any],
     settings: Sequence[tuple[str, str]],
 ) -> str:
-    """The comparison as markdown: per protocol, a table of test accuracy (mean and 95% CI
-    over seeds) and one of paired differences against random with verdicts; then the
-    settings that produced them.
+    """The comparison as markdown: how to read a verdict, then per protocol the accuracy,
+    macro-F1 (each with the majority-class line), paired-difference, noise-by-source and
+    probability-of-improvement tables; what would decide the open cells; the settings.
 
     Args:
-        train_images: labelled train images per label fraction.
+        subsets: :func:`initbench.comparison.summary.labelled_subsets`.
+        majority: ``{"name", "accuracy", "macro_f1"}`` of always answering the largest class.
         settings: ``(name, value)`` lines, in order.
     """
-    headers = [f"{fraction * 100:g}% labels ({train_images[fraction]:,} images)"
-               for fraction in label_fractions]  # fmt: skip
-    lines = ["# Which init helps? The comparison", ""]
-    lines += [
-        "Test accuracy, mean and 95% confidence interval over seeds (Student's t). "
-        "Differences are paired by seed (same label subset, head init and data order) and "
-        f"taken against `{REFERENCE}`; the verdict is *better* or *worse* only when the "
-        "difference's 95% CI excludes 0.",
-        "",
-    ]
-    for protocol, by_fraction in summary.items():
-        name = PROTOCOL_NAMES.get(protocol, protocol)
-        inits = list(by_fraction[fraction_key(label_fractions[0])])
-        lines += [f"## {name}", "", "| init | " + " | ".join(headers) + " |",
-                  "|---|" + "---|" * len(headers)]  # fmt: skip
-        for init in inits:
-            cells = [_fmt_cell(by_fraction[fraction_key(f)][init]) for f in label_fractions]
-            lines.append(f"| {init} | " + " | ".join(cells) + " |")
-        lines += ["", f"{name}, paired difference against {REFERENCE}:", "",
-                  "| init | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]  # fmt: skip
-        for init in inits:
-            if init == REFERENCE:
-                continue
-            cells = [_fmt_diff(by_fraction[fraction_key(f)][init]) for f in label_fractions]
-            lines.append(f"| {init} | " + " | ".join(cells) + " |")
-        lines.append("")
+    family, margin = summary["family"], _margin(summary)
+    headers = [f"{f * 100:g}% labels ({subsets[fraction_key(f)]['images']:,} images, "
+               f"{subsets[fraction_key(f)]['realised_fraction']:.1%})"
+               for f in label_fractions]  # fmt: skip
+    protocols = list(summary["cells"])
+    first = summary["cells"][protocols[0]][fraction_key(label_fractions[0])]
+    seeds = next(iter(first.values()))["n"]
+    corrected = (f"Holm-adjusted over the {family['tests']} init-vs-random tests of this report "
+                 "(`compare.correction: holm`), each interval at the level that matches its "
+                 "adjusted test" if family["correction"] == "holm" else
+                 f"not adjusted for the {family['tests']} tests of this report "
+                 "(`compare.correction: none`): some verdicts among them are expected by chance")  # fmt: skip
+    lines = ["# Which init helps? The comparison", "",
+             f"Each init is compared with `{REFERENCE}` run by run: at one seed every init gets "
+             "the same labelled subset, head init, data order and test images. The interval of "
+             "a difference counts two sources of noise, the seeds (training) and the test set "
+             "(which images were held out; more seeds never shrink it). Tests and intervals "
+             f"are {corrected}.", "",
+             f"- **better** / **worse**: the interval excludes 0; *by more than {margin}* when it "
+             f"also excludes that side's margin (`compare.margin`), *within {margin}* when the "
+             "equivalence test also holds (a real but small difference);",
+             f"- **equivalent within {margin}**: two one-sided tests (TOST) put the difference "
+             "inside the margin;",
+             "- **inconclusive**: the runs support neither; *What would decide it* says what "
+             "would.", ""]  # fmt: skip
+    for protocol in protocols:
+        lines += _protocol_section(summary, protocol, label_fractions, headers, majority)
+    counts = _per_init_counts(summary)
+    if counts:
+        lines += ["## Across cells", "", *counts, ""]
+    lines += _deciding_section(summary, label_fractions, seeds, len(first))
     lines += ["## Settings", ""]
     lines += [f"- **{name}:** {value}" for name, value in settings]
     lines.append("")
@@ -160,6 +319,10 @@ def settings(
         ("seeds", f"{c.seeds}; each seed re-runs pretraining and draws the label subset, head "
                   "init, data order and dropout masks, so the spread covers all of them; the "
                   "split and test images are the same for every run"),
+        ("statistics", f"margin ±{c.margin * 100:g} points (compare.margin), correction "
+                       f"{c.correction} (compare.correction), family-wise confidence "
+                       f"{stats.CONFIDENCE:.0%}, power {stats.POWER:.0%} for planning; "
+                       "labelled-subset hashes per seed in reports/compare.json"),
         ("fine-tune", f"Adam lr {f.lr}, batch {f.batch_size}, max({f.epochs} epochs, "
                       f"{f.min_steps} steps): " + ", ".join(
                           f"{steps[x]} steps at {x * 100:g}%" for x in sorted(steps))

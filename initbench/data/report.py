@@ -41,10 +41,29 @@ def summary(dataset: Dataset) -> dict:
     } | ({"high_bit_depth": dataset.high_bit} if dataset.high_bit else {})
 
 
+#: A largest class over this many times the smallest is reported: accuracy then rewards
+#: answering the largest class, and macro-F1 tells the models apart.
+IMBALANCE = 10
+
+
+def imbalance_warning(per_class: list[dict]) -> str | None:
+    """One line when the largest class (all splits) holds more than :data:`IMBALANCE` times
+    the images of the smallest, else ``None``. ``per_class`` as in :func:`summary`."""
+    sizes = {row["class"]: sum(row[s] for s in SPLITS) for row in per_class}
+    largest, smallest = max(sizes, key=sizes.get), min(sizes, key=sizes.get)
+    if sizes[largest] <= IMBALANCE * sizes[smallest]:
+        return None
+    return (f"ingest: classes are imbalanced: {largest!r} has {sizes[largest]} images, "
+            f"{smallest!r} {sizes[smallest]} ({sizes[largest] / sizes[smallest]:.0f}x); "
+            "answering the largest class scores high accuracy, so read macro-F1 and the "
+            "majority-class line in reports/compare.md")  # fmt: skip
+
+
 def report_lines(report: dict, data_root: str) -> tuple[list[str], str]:
     """What the ingest stage prints of :func:`summary`'s ``report``: warnings (one line per
-    skipped file, then duplicates and high-bit-depth mapping when there were any) and the
-    closing summary line. Paths are shown under ``data_root``."""
+    skipped file, then duplicates, high-bit-depth mapping and a class imbalance over
+    :data:`IMBALANCE` when there were any) and the closing summary line. Paths are shown
+    under ``data_root``."""
     warnings = [f"skipped {data_root}/{item['path']}: {item['reason']}"
                 for item in report["skipped"]["files"]]  # fmt: skip
     dup = report["duplicates"]
@@ -63,6 +82,9 @@ def report_lines(report: dict, data_root: str) -> tuple[list[str], str]:
             f"(0..{2 ** high['bit_depth'] - 1} -> 0..255, from {how}; data.bit_depth: "
             f"{high['bit_depth_param']})"
         )
+    imbalance = imbalance_warning(report["per_class"])
+    if imbalance:
+        warnings.append(imbalance)
     ignored = ", ".join(f"{n} {kind}" for kind, n in report["ignored"].items() if n)
     line = (
         f"ingest: {report['images']} images, {report['classes']} classes, split {report['split']}; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -151,8 +152,52 @@ def stratified_split(
     return unit_split[member_group]
 
 
+def subset_sizes(class_counts: Sequence[int], fraction: float) -> list[int]:
+    """Images per class that :func:`label_subset` keeps of classes of ``class_counts``
+    images: ``round(fraction * n)``, at least one of a class that has any (the floor that
+    raises a small nominal fraction), all of them at ``fraction >= 1``."""
+    if fraction >= 1:
+        return [int(n) for n in class_counts]
+    return [max(1, round(fraction * int(n))) if n else 0 for n in class_counts]
+
+
+def realised_fraction(class_counts: Sequence[int], fraction: float) -> float:
+    """The share of the images that the labelled subset of ``fraction`` really holds."""
+    return sum(subset_sizes(class_counts, fraction)) / sum(class_counts)
+
+
+#: A nominal label fraction raised by the one-per-class floor above this factor is warned of.
+FLOOR_WARNING = 1.5
+
+
+def floor_warning(class_counts: Sequence[int], fraction: float, key: str) -> str | None:
+    """A one-line warning when the one-per-class floor raises ``fraction`` (the params key
+    ``key``) by more than half, else ``None``."""
+    realised = realised_fraction(class_counts, fraction)
+    if realised <= FLOOR_WARNING * fraction:
+        return None
+    return (f"warning: {key} {fraction:g} keeps {sum(subset_sizes(class_counts, fraction))} of "
+            f"{sum(class_counts)} train images ({realised:.1%}, not {fraction:.1%}): every "
+            "class keeps at least one labelled image; reports give the realised fraction")  # fmt: skip
+
+
+def identical_subsets(
+    class_counts: Sequence[int], fractions: Sequence[float]
+) -> tuple[float, float] | None:
+    """Two of ``fractions`` whose labelled subsets are identical (the same images per class,
+    so, the draws being nested, the same images), else ``None``."""
+    seen: dict[tuple[int, ...], float] = {}
+    for fraction in fractions:
+        sizes = tuple(subset_sizes(class_counts, fraction))
+        if sizes in seen:
+            return seen[sizes], fraction
+        seen[sizes] = fraction
+    return None
+
+
 def label_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
-    """Indices of a stratified ``fraction`` of ``labels`` (at least one per class), sorted.
+    """Indices of a stratified ``fraction`` of ``labels`` (:func:`subset_sizes` per class),
+    sorted. Nested: at one seed, a smaller fraction's subset is part of a larger one's.
 
     ``fraction == 1`` returns every index.
     """
@@ -164,6 +209,6 @@ def label_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tens
     keep = []
     for label in torch.unique(labels):
         members = torch.nonzero(labels == label).flatten()
-        count = max(1, round(fraction * len(members)))
+        (count,) = subset_sizes([len(members)], fraction)
         keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
     return torch.sort(torch.cat(keep)).values

@@ -120,6 +120,7 @@ class ProbeResult:
     macro_f1: float
     iterations: int  # L-BFGS iterations
     converged: bool
+    predictions: np.ndarray  # int64 (M,): the predicted class of each test image
 
 
 def linear_probe(
@@ -140,7 +141,8 @@ def linear_probe(
         test_features: ``(M, D)``; test_labels: ``(M,)``.
 
     Returns:
-        Test accuracy and macro-F1, and whether L-BFGS converged within ``max_iter``.
+        Test accuracy, macro-F1 and predictions, and whether L-BFGS converged within
+        ``max_iter``.
 
     Raises:
         ValueError: fewer than 2 classes among ``train_labels``.
@@ -158,4 +160,5 @@ def linear_probe(
         macro_f1=float(f1_score(test_labels, predicted, average="macro")),
         iterations=iterations,
         converged=iterations < max_iter,
+        predictions=predicted.astype(np.int64),
     )
