@@ -93,7 +93,7 @@ def project(tmp_path_factory) -> Path:
     params["autoencoder"].update(epochs=1, min_steps=0, batch_size=16)
     params["simclr"].update(epochs=1, min_steps=0, batch_size=16)
     params["patches"].update(per_image=4, max_images=1000)
-    params["compare"] = {"inits": list(COMPARE_INITS), "seeds": [0, 1], "label_fractions": [0.5]}
+    params["compare"] |= {"inits": list(COMPARE_INITS), "seeds": [0, 1], "label_fractions": [0.5]}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _write_tiny_dataset(root / "data")
     run(root, "git", "init", "-q")
@@ -180,18 +180,25 @@ def test_a_repro_log_has_no_progress_bar_refreshes_and_each_stage_its_time(proje
 
 def test_repro_writes_the_comparison(project):
     summary = json.loads((project / "reports" / "compare.json").read_text())
-    assert set(summary) == {"finetune", "linear_probe"}
-    for protocol in summary.values():
+    assert set(summary) == {"family", "cells", "labelled_subsets", "majority_class"}
+    assert set(summary["cells"]) == {"finetune", "linear_probe"}
+    assert summary["family"]["tests"] == 2 * (len(COMPARE_INITS) - 1)
+    for protocol in summary["cells"].values():
         cells = protocol["labels_50%"]
         assert set(cells) == set(COMPARE_INITS)
         assert cells["random"]["n"] == 2 and 0 <= cells["random"]["mean"] <= 1
-        assert cells["kmeans"]["verdict"] in {"better", "worse", "no detectable difference"}
+        kmeans = cells["kmeans"]["vs_random"]
+        assert kmeans["verdict"] in {"better", "worse", "equivalent", "inconclusive"}
+        assert kmeans["p"] <= kmeans["p_adjusted"] <= 1 and kmeans["se_test"] >= 0
+    seeds = summary["labelled_subsets"]["labels_50%"]["seeds"]
+    assert set(seeds) == {"0", "1"} and len(seeds["0"]["sha256"]) == 64
     for protocol in ("finetune", "linear_probe"):  # the metrics: one small file a cell
         cell = json.loads((project / f"metrics/compare/{protocol}_50%.json").read_text())
         assert list(cell) == [*COMPARE_INITS, "ci95"]
-        assert cell["random"] == summary[protocol]["labels_50%"]["random"]["mean"]
+        assert cell["random"] == summary["cells"][protocol]["labels_50%"]["random"]["mean"]
     report = (project / "reports" / "compare.md").read_text()
     assert "| kmeans |" in report and "50% labels" in report
+    assert "Holm-adjusted" in report and "| majority class (" in report
     for name in ("compare_accuracy", "compare_curves"):
         assert (project / "reports" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
