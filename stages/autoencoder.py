@@ -64,10 +64,13 @@ def main() -> None:
     write_json(args.report, {"train_mse": round(result.train_loss, 6),
                              "val_mse": round(result.val_loss, 6),
                              "mean_image_val_mse": round(baseline, 6),
-                              "run_info": run_info(device)})  # fmt: skip
+                             "steps": result.steps, "images_seen": result.images_seen,
+                             "plateau": result.plateau.record(),
+                             "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     write_npy(args.reconstructions, np.stack(reconstructions(model, normalize, val, device)))
-    print(f"autoencoder: val MSE {result.val_loss:.5f} vs mean-image baseline {baseline:.5f}")
+    print(f"autoencoder: val MSE {result.val_loss:.5f} vs mean-image baseline {baseline:.5f}; "
+          f"{result.plateau.describe('train MSE')}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -53,10 +53,13 @@ def main() -> None:
     )
     write_json(args.report, {"nt_xent": result.loss, "val_knn_accuracy": result.knn_accuracy,
                               "random_init_val_knn_accuracy": result.random_init_knn_accuracy,
+                              "steps": result.steps, "images_seen": result.images_seen,
+                              "plateau": result.plateau.record(),
                               "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     print(f"simclr: kNN val accuracy {result.knn_accuracy:.4f} (initial encoder "
-          f"{result.random_init_knn_accuracy:.4f}); {result.pairs_per_s:,.0f} image pairs/s")  # fmt: skip
+          f"{result.random_init_knn_accuracy:.4f}); {result.pairs_per_s:,.0f} image pairs/s; "
+          f"{result.plateau.describe('NT-Xent')}")  # fmt: skip
 
 
 if __name__ == "__main__":
