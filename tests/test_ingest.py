@@ -9,6 +9,7 @@ import io
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import tracemalloc
 from collections.abc import Callable
@@ -1086,3 +1087,69 @@ def test_ingest_notes_a_large_class_imbalance():
     assert "macro-F1" in line
     per_class[1] = {"class": "dog", "train": 40, "val": 5, "test": 5}  # 10x: not over
     assert report.imbalance_warning(per_class) is None
+
+
+# --------------------------------------------------------------------------- field cases: layouts
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
+
+
+def _case(tmp_path: Path, script: str, *args: str) -> Path:
+    """Write the input of a field case (shared/cases) and return its folder; the case's own
+    script when it is there, else skip (the cases come with the project's shared files)."""
+    path = CASES / script
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    out = tmp_path / "data"
+    subprocess.run([sys.executable, str(path), str(out), *args], check=True,
+                   capture_output=True)  # fmt: skip
+    return out
+
+
+def test_a_split_layout_is_refused_with_what_to_point_data_at(tmp_path):
+    root = _case(tmp_path, "nested_split_root.py")  # train/{cat,dog}/, test/{cat,dog}/
+    with pytest.raises(DataError) as info:
+        scan.scan_folder(root)
+    message = str(info.value)
+    assert "looks like a split layout" in message and "test/, train/" in message
+    assert "the folders cat, dog" in message and f"say {root}/train" in message
+
+
+def test_class_folders_inside_split_named_ones_are_still_classes_with_their_own_images(tmp_path):
+    # Images directly in train/ and test/ make them classes, whatever their names.
+    root = tmp_path / "data"
+    for name in ("train", "test"):
+        _make_class(root, name, 3)
+        _make_class(root, f"{name}/sub", 2, start_seed=10)
+    assert scan.scan_folder(root).classes == ["test", "train"]
+
+
+def test_the_same_subfolders_in_every_class_are_not_a_split_layout(tmp_path):
+    root = tmp_path / "data"
+    for seed, name in enumerate(("cat", "dog")):
+        for where in ("indoor", "outdoor"):
+            _make_class(root, f"{name}/{where}", 2, start_seed=10 * seed + len(where))
+    assert scan.scan_folder(root).classes == ["cat", "dog"]
+
+
+def test_a_wrapper_folder_names_the_class_folders_inside_it(tmp_path):
+    root = tmp_path / "data"
+    _make_class(root, "PetImages/cat", 2)
+    _make_class(root, "PetImages/dog", 2, start_seed=5)
+    with pytest.raises(DataError) as info:
+        scan.scan_folder(root)
+    assert (f"{root}/PetImages/ holds the folders cat, dog: if those are the classes, use "
+            f"{root}/PetImages as the data folder") in str(info.value)  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "names"), [("case", ("Cat", "cat")),
+                                             ("nfd", ("café", "café"))])  # fmt: skip
+def test_class_names_that_collide_on_macos_and_windows_stop_naming_both(tmp_path, kind, names):
+    root = _case(tmp_path, "colliding_class_names.py", kind)
+    with pytest.raises(DataError) as info:
+        scan.scan_folder(root)
+    message = str(info.value)
+    assert "differ only in case or Unicode form" in message
+    assert all(repr(name) in message for name in names)
+    if kind == "nfd":  # the two print alike: their code points tell them apart
+        assert "'cafe\\u0301'" in message and "'caf\\xe9'" in message

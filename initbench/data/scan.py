@@ -15,11 +15,15 @@ naming it.
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from initbench.core.errors import DataError
 
+#: Top folder names that mark a split layout (with the same class folders under each).
+SPLIT_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation",
+                         "dev", "eval", "evaluation"})  # fmt: skip
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
@@ -54,12 +58,68 @@ def _check_utf8(root: Path, rel: str) -> None:
         ) from None
 
 
+def _subfolders(folder: Path) -> list[str]:
+    """The visible, real (not symlinked) folders directly in ``folder``, sorted."""
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and not p.is_symlink() and not _is_hidden(p.name))  # fmt: skip
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+
+
+def class_key(name: str) -> str:
+    """A class folder's name as macOS and Windows compare it: Unicode NFC, case folded."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _check_layout(root: Path, class_dirs: list[Path]) -> None:
+    """Stop on a folder that would mean something else than its class folders say.
+
+    Raises:
+        DataError: two class folders whose names differ only in case or Unicode form
+            (one folder on macOS and Windows, two here), naming both; or a split layout
+            (``train/<class>/``, ``test/<class>/``): a top folder named as a split
+            (:data:`SPLIT_NAMES`), no image directly in any top folder, and the same
+            subfolder names under all of them.
+    """
+    seen: dict[str, str] = {}
+    for folder in class_dirs:
+        other = seen.setdefault(class_key(folder.name), folder.name)
+        if other != folder.name:
+            same_look = unicodedata.normalize("NFC", other) == unicodedata.normalize(
+                "NFC", folder.name)  # fmt: skip
+            written = f" (written {other!a} and {folder.name!a})" if same_look else ""
+            raise DataError(
+                f"{root}/: class folders {other!r} and {folder.name!r}{written} differ only in "
+                "case or Unicode form: one folder on macOS and Windows, two classes here; "
+                "merge or rename one"
+            )
+    if not any(d.name.lower() in SPLIT_NAMES for d in class_dirs):
+        return  # cat/{indoor,outdoor}/, dog/{indoor,outdoor}/ is a valid layout
+    if len(class_dirs) < 2 or any(_holds_images(d) for d in class_dirs):
+        return
+    inner = {d.name: _subfolders(d) for d in class_dirs}
+    shared = sorted(set.intersection(*(set(names) for names in inner.values())))
+    if shared:
+        tops = ", ".join(f"{name}/" for name in inner)
+        train = next((name for name in inner if "train" in name.lower()), class_dirs[0].name)
+        raise DataError(
+            f"{root}/: looks like a split layout, not class folders: {tops} each hold the "
+            f"folders {', '.join(shared)}. initbench draws its own split: point data at one "
+            f"folder of class folders (say {root}/{train}), or merge the splits "
+            "into one folder per class"
+        )
+
+
 def scan_folder(root: str | os.PathLike[str]) -> Scan:
     """List class folders and their image files, in a stable order.
 
     Raises:
         DataError: if ``root`` is missing, has no image files or fewer than 2 class folders,
-            or a name under it is not valid UTF-8 (found before any decoding).
+            is laid out by split, has two class folders whose names collide on macOS and
+            Windows (:func:`class_key`), or a name under it is not valid UTF-8 (found
+            before any decoding).
     """
     root = Path(root)
     if not root.is_dir():
@@ -78,6 +138,7 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
         else:
             ignored["outside_class_folder"].append(entry.name)
     classes = [d.name for d in class_dirs]
+    _check_layout(root, class_dirs)
     files: list[tuple[str, int]] = []
     for label, class_dir in enumerate(class_dirs):
         for dirpath, dirnames, filenames in os.walk(class_dir):
@@ -106,8 +167,11 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
             + ", ".join(sorted(IMAGE_EXTENSIONS))
         )
     if len(classes) < 2:
+        inner = _subfolders(class_dirs[0]) if class_dirs else []
+        hint = (f"; {root}/{classes[0]}/ holds the folders {', '.join(inner)}: if those are the "
+                f"classes, use {root}/{classes[0]} as the data folder" if len(inner) >= 2 else "")  # fmt: skip
         raise DataError(
             f"{root}/: found {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); "
-            "need at least 2 to classify"
+            f"need at least 2 to classify{hint}"
         )
     return Scan(root=root, classes=classes, files=files, ignored=ignored)
