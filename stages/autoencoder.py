@@ -36,8 +36,8 @@ def main() -> None:
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss (JSON)")
     parser.add_argument("--reconstructions", required=True,
                         help="val inputs and their reconstructions, uint8 (2, n, C, H, W) .npy")  # fmt: skip
-    args = parser.parse_args()
     params = load_params()
+    args = parser.parse_args()
     p, m = params.autoencoder, params.model
     relaunch_under_torchrun(params.nproc_per_node)
     device = resolve_device(params.device)

@@ -36,11 +36,11 @@ def main() -> None:
                         metavar=("NAME", "DATA", "TEMPLATE", "PNG"),
                         help=f"one chart ({' or '.join(CHARTS)}): its data (JSON) to write, "
                              "its DVC template to read, its PNG to write")  # fmt: skip
+    params = load_params()
     args = parser.parse_args()
     charts = {name: paths for name, *paths in args.chart}
     if sorted(charts) != sorted(CHARTS):
         parser.error(f"--chart must be given once for each of {', '.join(CHARTS)}")
-    params = load_params()
     c = params.compare
     grid = {(i, s, f) for i in c.inits for s in c.seeds for f in c.label_fractions}
     rows = collect_runs(args.runs, grid)

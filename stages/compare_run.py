@@ -33,9 +33,9 @@ def main() -> None:
                         help="each in (0, 1]; default: compare.label_fractions")  # fmt: skip
     parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
     parser.add_argument("--out", required=True, help="the runs' results (JSON list)")
+    params = load_params()
     args = parser.parse_args()
     started = time.time()
-    params = load_params()
     fractions = args.label_fractions or params.compare.label_fractions
     if any(not 0 < fraction <= 1 for fraction in fractions):
         parser.error(f"--label-fractions must each be in (0, 1], got {fractions}")

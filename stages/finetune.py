@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="fine-tuned model to write")
     parser.add_argument("--metrics", required=True, help="test metrics (JSON)")
     parser.add_argument("--plots", required=True, help="folder for plot data (JSON)")
-    args = parser.parse_args()
     params = load_params()
+    args = parser.parse_args()
     p = params.finetune
     relaunch_under_torchrun(params.nproc_per_node)
     device = resolve_device(params.device)

@@ -17,8 +17,8 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="folder of class folders (read only)")
     parser.add_argument("--out", required=True, help="dataset folder to write")
     parser.add_argument("--report", required=True, help="counts, skipped and ignored files (JSON)")
-    args = parser.parse_args()
     p = load_params().data
+    args = parser.parse_args()
     scratch = Path(args.out).parent  # a large output array is memory-mapped here, on disk
     scratch.mkdir(parents=True, exist_ok=True)
     dataset = ingest(

@@ -26,8 +26,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="init checkpoint to write")
     parser.add_argument("--report", required=True, help="final loss and kNN accuracy (JSON)")
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss/kNN (JSON)")
-    args = parser.parse_args()
     params = load_params()
+    args = parser.parse_args()
     p, m = params.simclr, params.model
     relaunch_under_torchrun(params.nproc_per_node)
     device = resolve_device(params.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import os
@@ -763,3 +764,32 @@ def test_corrections_are_the_ones_the_statistics_know():
     from initbench.comparison import stats
 
     assert stats.CORRECTIONS == P.CORRECTIONS
+
+
+def test_a_bad_value_that_dvc_templates_into_a_stage_is_named_by_its_key(tmp_path):
+    # compare.seeds: [0, 1.5] reaches init_random as `--seed 1.5`: the stage must name the
+    # params key, not argparse's flag.
+    raw = yaml.safe_load(REPO_PARAMS.read_text(encoding="utf-8"))
+    raw["compare"]["seeds"] = [0, 1.5]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.init_random", "--dataset", "missing", "--seed", "1.5",
+         "--out", "x.pt"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_PARAMS.parent)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: params.yaml: compare.seeds must be an integer, got 1.5"
+
+
+def _call_lines(tree: ast.AST, name: str) -> list[int]:
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) == name]  # fmt: skip
+
+
+def test_every_stage_reads_params_before_its_arguments():
+    for path in sorted((REPO_PARAMS.parent / "stages").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        loads, parses = _call_lines(tree, "load_params"), _call_lines(tree, "parse_args")
+        if loads and parses:
+            assert min(loads) < min(parses), f"{path.name} parses its arguments first"
