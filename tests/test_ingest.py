@@ -1153,3 +1153,46 @@ def test_class_names_that_collide_on_macos_and_windows_stop_naming_both(tmp_path
     assert all(repr(name) in message for name in names)
     if kind == "nfd":  # the two print alike: their code points tell them apart
         assert "'cafe\\u0301'" in message and "'caf\\xe9'" in message
+
+
+# --------------------------------------------------------------------------- field cases: formats
+
+
+def test_every_format_the_pinned_pillow_decodes_is_read():
+    from PIL import features
+
+    for extension in (".pgm", ".ppm", ".pbm", ".pnm", ".jpg", ".png", ".tif", ".webp", ".qoi"):
+        assert extension in scan.IMAGE_EXTENSIONS, extension
+    assert (".avif" in scan.IMAGE_EXTENSIONS) == features.check("avif")
+    for extension in (".heic", ".eps", ".mpg", ".h5", ".txt", ".pdf"):  # unread, or stubs
+        assert extension not in scan.IMAGE_EXTENSIONS, extension
+
+
+@pytest.mark.parametrize(("variant", "classes"), [("avif", ["browser", "cat", "dog"]),
+                                                  ("netpbm", ["s1", "s2"])])  # fmt: skip
+def test_avif_and_netpbm_folders_are_ingested(tmp_path, variant, classes):
+    from PIL import features
+
+    if variant == "avif" and not features.check("avif"):
+        pytest.skip("this Pillow reads no AVIF")
+    root = _case(tmp_path, "phone_formats.py", variant)
+    ds = _ingest(root)
+    assert ds.classes == classes and not ds.skipped
+    assert len(ds.labels) == (24 if variant == "avif" else 20)
+
+
+def test_a_class_of_heic_photos_says_which_extension_and_how_many(tmp_path):
+    root = _case(tmp_path, "phone_formats.py", "heic")
+    with pytest.raises(DataError) as info:
+        _ingest(root)
+    message = str(info.value)
+    assert message.startswith(f"{root}/iphone/: 0 usable image(s); it holds 8 .HEIC file(s), "
+                              "not a format the pinned Pillow reads: convert them")  # fmt: skip
+
+
+def test_heic_photos_named_jpg_are_skipped_with_what_they_are(tmp_path):
+    root = _case(tmp_path, "phone_formats.py", "disguised")
+    ds = _ingest(root)
+    reasons = {item["path"]: item["reason"] for item in ds.skipped}
+    assert sorted(reasons) == [f"cat/IMG_{5000 + i}.jpg" for i in range(3)]
+    assert all(r.startswith("a HEIC/HEIF file (ISO-BMFF brand 'heic')") for r in reasons.values())

@@ -180,6 +180,21 @@ def over_bit_depth(max_value: int, bit_depth: int) -> str:
     )
 
 
+def _unreadable_kind(path: str) -> str:
+    """Why Pillow could not identify ``path``: a HEIC/HEIF container (an ISO-BMFF ``ftyp``
+    box, as iPhones write, whatever the file's extension) says so; else not an image."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp":
+        brand = head[8:12].decode("ascii", errors="replace").strip()
+        return (f"a HEIC/HEIF file (ISO-BMFF brand {brand!r}), which the pinned Pillow does not "
+                "read: convert it to JPEG or PNG")  # fmt: skip
+    return "not an image (Pillow cannot identify it)"
+
+
 def decode_or_reason(path: str, image_size: int, channels: int) -> DecodeResult:
     """Worker: the array (or :class:`HighBitImage`), or ``None`` and why the file was skipped."""
     try:
@@ -191,7 +206,7 @@ def decode_or_reason(path: str, image_size: int, channels: int) -> DecodeResult:
     except (OSError, ValueError, SyntaxError, EOFError, Image.UnidentifiedImageError) as exc:
         message = str(exc) or type(exc).__name__
         if "cannot identify image file" in message:
-            message = "not an image (Pillow cannot identify it)"
+            message = _unreadable_kind(path)
         elif "truncated" in message.lower():
             message = "truncated: " + message
         return None, message

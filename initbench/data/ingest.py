@@ -51,7 +51,7 @@ from initbench.data.decode import (
     over_bit_depth,
     to_uint8,
 )
-from initbench.data.scan import Scan, scan_folder
+from initbench.data.scan import Scan, class_files_note, scan_folder
 from initbench.data.split import (
     duplicate_groups,
     group_labels,
@@ -294,6 +294,7 @@ def _check_class_sizes(
         if count < needed:
             n_skipped = sum(1 for s in skipped if s["path"].split("/", 1)[0] == scan.classes[label])
             detail = f" ({n_skipped} more skipped as unreadable)" if n_skipped else ""
+            detail += class_files_note(scan, scan.classes[label])
             raise DataError(
                 f"{scan.root / scan.classes[label]}/: {count} usable image(s){detail}; a class "
                 f"needs at least {needed} for train/val/test splits of {fractions}. "

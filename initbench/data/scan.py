@@ -3,9 +3,10 @@ before any decoding.
 
 Layout read::
 
-    root/<class name>/**/<image>.<jpg|jpeg|png|bmp|gif|webp|tif|tiff>
+    root/<class name>/**/<image>.<any extension of a format the pinned Pillow decodes>
 
-Hidden files and files with other extensions are ignored and counted. A symlinked
+(:data:`IMAGE_EXTENSIONS`: JPEG, PNG, GIF, BMP, TIFF, WebP, AVIF, the Netpbm family and
+more.) Hidden files and files with other extensions are ignored and counted. A symlinked
 folder (a class folder or one inside it) is not followed, as DVC does not follow it when
 it versions ``data/``: it is ignored and counted too, so what ingest reads is what
 ``data.dvc`` versions. A name that is not valid UTF-8 stops the scan with one line
@@ -24,7 +25,29 @@ from initbench.core.errors import DataError
 #: Top folder names that mark a split layout (with the same class folders under each).
 SPLIT_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation",
                          "dev", "eval", "evaluation"})  # fmt: skip
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+#: Pillow formats not read: they need an outside program (EPS: Ghostscript) or hold video.
+_NOT_READ = frozenset({"EPS", "MPEG"})
+
+
+def _pillow_extensions() -> frozenset[str]:
+    """Extensions of every raster format the pinned Pillow decodes by itself: its
+    registered openers, less stubs (formats it identifies but cannot decode without a
+    plugin: BUFR, GRIB, HDF5, WMF) and :data:`_NOT_READ`. AVIF and WebP are among them
+    when Pillow was built with them, as the pinned wheels are."""
+    from PIL import Image, ImageFile
+
+    Image.init()
+    readable = set()
+    for extension, name in Image.registered_extensions().items():
+        factory = Image.OPEN.get(name, (None, None))[0]
+        stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+        if factory is not None and not stub and name not in _NOT_READ:
+            readable.add(extension.lower())
+    return frozenset(readable)
+
+
+#: Image file extensions read (lower case): see :func:`_pillow_extensions`.
+IMAGE_EXTENSIONS = _pillow_extensions()
 
 
 @dataclass
@@ -56,6 +79,29 @@ def _check_utf8(root: Path, rel: str) -> None:
             f"{root}/{shown}: the name is not valid UTF-8 (copied from an old share or zip?); "
             "rename it, DVC cannot track it either"
         ) from None
+
+
+def _other_files(paths: list[str]) -> str:
+    """``"; it holds 8 .HEIC file(s), not a format the pinned Pillow reads: convert them
+    (to JPEG or PNG)"`` for the non-image files ``paths``, most common extension first;
+    empty without any."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        suffix = Path(path).suffix or "(no extension)"
+        counts[suffix] = counts.get(suffix, 0) + 1
+    if not counts:
+        return ""
+    listed = ", ".join(f"{n} {ext} file(s)" for ext, n in
+                       sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3])  # fmt: skip
+    return (
+        f"; it holds {listed}, not a format the pinned Pillow reads: convert them (to JPEG or PNG)"
+    )
+
+
+def class_files_note(scan: Scan, class_name: str) -> str:
+    """:func:`_other_files` for the non-image files of one class folder."""
+    return _other_files([p for p in scan.ignored.get("non_image", [])
+                         if p.split("/", 1)[0] == class_name])  # fmt: skip
 
 
 def _subfolders(folder: Path) -> list[str]:
@@ -163,8 +209,8 @@ def scan_folder(root: str | os.PathLike[str]) -> Scan:
     ignored = {kind: sorted(paths) for kind, paths in ignored.items()}
     if not files:
         raise DataError(
-            f"{root}/: no images found; expected {root}/<class name>/<image> with extensions "
-            + ", ".join(sorted(IMAGE_EXTENSIONS))
+            f"{root}/: no images found; expected {root}/<class name>/<image> in a format "
+            f"Pillow reads{_other_files(ignored['non_image'])}"
         )
     if len(classes) < 2:
         inner = _subfolders(class_dirs[0]) if class_dirs else []
