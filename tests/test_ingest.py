@@ -1196,3 +1196,45 @@ def test_heic_photos_named_jpg_are_skipped_with_what_they_are(tmp_path):
     reasons = {item["path"]: item["reason"] for item in ds.skipped}
     assert sorted(reasons) == [f"cat/IMG_{5000 + i}.jpg" for i in range(3)]
     assert all(r.startswith("a HEIC/HEIF file (ISO-BMFF brand 'heic')") for r in reasons.values())
+
+
+# --------------------------------------------------------------------------- field cases: sizes
+
+
+@pytest.mark.parametrize(
+    ("size", "note"),
+    [((48, 48), None), ((9, 9), None),  # 32 / 9 = 3.6x: not small
+     ((7, 9), "small: 7x9 px, upscaled 5x"), ((40, 9), "sliver: 40x9 px, the center crop keeps 22.50% of it"),
+     ((4000, 10), "sliver: 4000x10 px, the center crop keeps 0.25% of it")],
+)  # fmt: skip
+def test_size_note_lists_small_pictures_and_slivers(size, note):
+    assert decode.size_note(*size, 32) == note
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (2, 500)])
+def test_degenerate_pictures_are_a_reason_to_skip(size):
+    with pytest.raises(ValueError, match=rf"degenerate: {size[0]}x{size[1]} px"):
+        decode.size_note(*size, 32)
+
+
+def test_tracking_pixels_are_skipped_and_slivers_listed(tmp_path):
+    root = _case(tmp_path, "size_extremes.py", "tiny")
+    ds = _ingest(root, image_size=32)
+    assert sorted(s["path"] for s in ds.skipped) == ["cat/pixel_1x1.gif", "cat/pixel_2x2.png"]
+    assert all(s["reason"].startswith("degenerate:") for s in ds.skipped)
+    assert sorted(f["path"] for f in ds.flagged["sliver"]) == ["dog/strip_10x4000.png",
+                                                               "dog/strip_4000x10.png"]  # fmt: skip
+    summary = report.summary(ds)
+    assert summary["flagged"] == ds.flagged
+    warnings, line = report.report_lines(summary, "data")
+    assert line.endswith("; kept but listed: 2 sliver")
+    assert any("kept 2 sliver picture(s)" in w and "data/dog/strip_10x4000.png" in w
+               for w in warnings)  # fmt: skip
+
+
+def test_ordinary_pictures_are_not_flagged_and_the_report_keeps_its_keys(tmp_path):
+    root = tmp_path / "data"
+    for k, name in enumerate(("a", "b")):
+        _make_class(root, name, 5, start_seed=10 * k)
+    ds = _ingest(root)
+    assert ds.flagged == {} and "flagged" not in report.summary(ds)

@@ -54,6 +54,9 @@ class Dataset:
     #: integer images of more than 8 bits: ``{"images", "bit_depth", "max_value",
     #: "bit_depth_param"}`` (see :mod:`initbench.data.ingest`); empty when there were none
     high_bit: dict = field(default_factory=dict)
+    #: kept pictures listed by their size: ``{"small" | "sliver": [{"path", "note"}]}``
+    #: (:func:`initbench.data.decode.size_note`); empty when there were none
+    flagged: dict = field(default_factory=dict)
 
 
 def channel_stats(

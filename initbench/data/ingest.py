@@ -207,6 +207,7 @@ def ingest(
         skipped=decoded.skipped,
         ignored=scan.ignored,
         high_bit=decoded.high_bit,
+        flagged=decoded.flagged,
     )
 
 
@@ -220,6 +221,7 @@ class _Decoded:
     labels: list[int]
     skipped: list[dict[str, str]]
     high_bit: dict
+    flagged: dict[str, list[dict[str, str]]]
 
 
 def _decode_into(
@@ -239,6 +241,7 @@ def _decode_into(
     kept_paths: list[str] = []
     kept_labels: list[int] = []
     skipped: list[dict[str, str]] = []
+    flagged: dict[str, list[dict[str, str]]] = {}  # kind -> kept pictures listed by size
     waiting: dict[int, np.ndarray] = {}  # row -> uint16 pixels, for the dataset's bit depth
     high_bit_images, high_bit_max = 0, 0
     decoded = iter_decoded(scan.root, relpaths, image_size, channels, workers)
@@ -257,10 +260,12 @@ def _decode_into(
                     row = to_uint8(result.values, bit_depth)
         if row is None:
             skipped.append({"path": rel, "reason": str(reason)})
-        else:
-            images[len(kept_paths)] = row
-            kept_paths.append(rel)
-            kept_labels.append(label)
+            continue
+        if reason:  # a kept picture's size note: "small: ..." or "sliver: ..."
+            flagged.setdefault(reason.split(":", 1)[0], []).append({"path": rel, "note": reason})
+        images[len(kept_paths)] = row
+        kept_paths.append(rel)
+        kept_labels.append(label)
     depth = bit_depth_of(high_bit_max) if bit_depth == "auto" else bit_depth
     for index, values in waiting.items():
         images[index] = to_uint8(values, depth)
@@ -270,6 +275,7 @@ def _decode_into(
         labels=kept_labels,
         skipped=skipped,
         high_bit=_high_bit_report(high_bit_images, depth, high_bit_max, bit_depth),
+        flagged=flagged,
     )
 
 
