@@ -9,6 +9,7 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tracemalloc
@@ -1238,3 +1239,38 @@ def test_ordinary_pictures_are_not_flagged_and_the_report_keeps_its_keys(tmp_pat
         _make_class(root, name, 5, start_seed=10 * k)
     ds = _ingest(root)
     assert ds.flagged == {} and "flagged" not in report.summary(ds)
+
+
+# --------------------------------------------------------------------------- field cases: Ctrl-C
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.7, 1.2])
+def test_ctrl_c_during_ingest_prints_interrupted_once_and_no_traceback(tmp_path, delay):
+    # Ctrl-C goes to the whole process group: the stage and its decode workers, some of
+    # them still importing in the first second.
+    import signal
+    import time
+
+    data = _case(tmp_path, "many_images.py", "1500")
+    shutil.copy(Path(__file__).parents[1] / "params.yaml", tmp_path / "params.yaml")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stages.ingest", "--data", str(data), "--out",
+         str(tmp_path / "dataset"), "--report", str(tmp_path / "ingest.json")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("decoding")]
+    if process.returncode == 0:
+        pytest.skip("ingest finished before the interrupt")
+    assert (process.returncode, lines) == (130, ["interrupted"])
+
+
+def test_the_ingest_stage_module_loads_no_params_for_its_workers():
+    code = "import stages.ingest, sys; print(sorted({'pydantic', 'initbench.params'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert result.stdout.strip() == "[]"

@@ -26,11 +26,14 @@ logic in :mod:`initbench.data.split`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import multiprocessing
 import os
+import signal
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -71,6 +74,23 @@ def default_workers() -> int:
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, 8))
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process while the block runs, so processes started in it
+    ignore it for good (an ignored signal stays ignored across exec, and Python keeps it
+    so). Ctrl-C then reaches only this process, which cancels the work; a worker still
+    importing when it comes would otherwise print its own traceback. A Ctrl-C during the
+    block itself (starting the processes: milliseconds) is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -115,7 +135,8 @@ def iter_decoded(
         def submit(paths: list[str]) -> _Chunk:
             return _Chunk(paths, pool.submit(decode_chunk, paths, image_size, channels))
 
-        started = [pool.submit(os.getpid) for _ in range(workers - 1)]  # start them all now
+        with _sigint_ignored():  # the workers inherit it: Ctrl-C stops this process only
+            started = [pool.submit(os.getpid) for _ in range(workers - 1)]  # start them all now
         try:
             while not any(ping.done() for ping in started):
                 paths = next(chunks, None)
