@@ -5,7 +5,7 @@ from pathlib import Path
 
 from initbench.core.cli import run
 from initbench.core.files import write_json, write_torch
-from initbench.data.dataset import load_dataset
+from initbench.data.dataset import check_dataset, load_dataset
 from initbench.data.transforms import Normalize
 from initbench.inits.simclr import build_simclr, train_simclr
 from initbench.models.transfer import encoder_meta, make_checkpoint
@@ -29,7 +29,8 @@ def main() -> None:
     params = load_params()
     args = parser.parse_args()
     p, m = params.simclr, params.model
-    relaunch_under_torchrun(params.nproc_per_node)
+    check_dataset(args.dataset)  # once, here, not in every process
+    relaunch_under_torchrun(params.nproc_per_node, params.threads)
     device = resolve_device(params.device)
     configure_torch(device, params.threads)
     device = join_process_group(device)

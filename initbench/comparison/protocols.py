@@ -95,7 +95,7 @@ def check_label_fractions(
         raise ParamsError(
             f"params.yaml: {key} {same[0]:g} and {same[1]:g} give the identical labelled "
             f"subset on this train split ({sum(subset_sizes(counts.tolist(), same[0]))} images "
-            "of its classes): the two runs would be one; keep one of them"
+            "in all): the two runs would be one; keep one of them"
         )
     for fraction in fractions if running is None else running:
         warning = floor_warning(counts.tolist(), fraction, key)

@@ -125,6 +125,25 @@ class ArrayData:
     splits: dict[str, Split]
 
 
+def dataset_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files :func:`save_dataset` writes in ``folder``."""
+    folder = Path(folder)
+    arrays = [folder / f"{name}_{kind}.npy" for name in SPLITS for kind in ("images", "labels")]
+    return [folder / "classes.json", folder / "meta.json", *arrays]
+
+
+def check_dataset(folder: str | os.PathLike[str]) -> None:
+    """Check that ``folder`` holds a dataset without reading it (before starting more
+    processes that each would fail on it).
+
+    Raises:
+        DataError: as :func:`load_dataset`, naming the first missing file.
+    """
+    for path in dataset_files(folder):
+        if not path.is_file():
+            raise DataError(f"{path}: missing; run the ingest stage (`dvc repro`)")
+
+
 def load_dataset(folder: str | os.PathLike[str]) -> ArrayData:
     """Read what :func:`save_dataset` wrote.
 
