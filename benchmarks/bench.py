@@ -304,7 +304,7 @@ def bench_probes(
         start = time.perf_counter()
         result = linear_probe(
             encode(encoder, normalize, train_x, device), train_y.numpy(),
-            encode(encoder, normalize, eval_x, device), eval_y.numpy(), C=1.0, max_iter=1000,
+            encode(encoder, normalize, eval_x, device), eval_y.numpy(), Cs=[1.0], max_iter=1000,
         )  # fmt: skip
         accuracies["linear probe ours"] = result.accuracy
         return (n_train + n_eval) / (time.perf_counter() - start)

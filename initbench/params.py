@@ -183,14 +183,22 @@ class FinetuneParams:
     batch_size: Count
     label_fraction: LabelFraction
     freeze_encoder: Bool
+    #: random crop with padding and horizontal flip of every training batch, for every init
+    augment: Bool
 
 
 @_section
 class LinearProbeParams:
     """Multinomial logistic regression on the frozen encoder's features (scikit-learn)."""
 
-    C: Positive  # scikit-learn's name: inverse L2 regularization strength
+    #: the grid of C (scikit-learn's inverse L2 strength) that cross-validation on each
+    #: run's labelled subset chooses from; one value: no cross-validation
+    Cs: list[Positive]
+    cv_folds: Annotated[Int, Field(ge=2)]
     max_iter: Count
+
+    def __post_init__(self) -> None:
+        _check_unique("linear_probe.Cs", self.Cs)
 
 
 def _check_unique(key: str, values: list[Any]) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 
 from initbench.core.cli import run
 from initbench.core.files import write_json, write_npy, write_torch
-from initbench.data.dataset import load_dataset
+from initbench.data.dataset import check_dataset, load_dataset
 from initbench.data.transforms import Normalize
 from initbench.inits.autoencoder import (
     build_autoencoder,
@@ -36,10 +36,11 @@ def main() -> None:
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss (JSON)")
     parser.add_argument("--reconstructions", required=True,
                         help="val inputs and their reconstructions, uint8 (2, n, C, H, W) .npy")  # fmt: skip
-    args = parser.parse_args()
     params = load_params()
+    args = parser.parse_args()
     p, m = params.autoencoder, params.model
-    relaunch_under_torchrun(params.nproc_per_node)
+    check_dataset(args.dataset)  # once, here, not in every process
+    relaunch_under_torchrun(params.nproc_per_node, params.threads)
     device = resolve_device(params.device)
     configure_torch(device, params.threads)
     device = join_process_group(device)
@@ -64,10 +65,13 @@ def main() -> None:
     write_json(args.report, {"train_mse": round(result.train_loss, 6),
                              "val_mse": round(result.val_loss, 6),
                              "mean_image_val_mse": round(baseline, 6),
-                              "run_info": run_info(device)})  # fmt: skip
+                             "steps": result.steps, "images_seen": result.images_seen,
+                             "plateau": result.plateau.record(),
+                             "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     write_npy(args.reconstructions, np.stack(reconstructions(model, normalize, val, device)))
-    print(f"autoencoder: val MSE {result.val_loss:.5f} vs mean-image baseline {baseline:.5f}")
+    print(f"autoencoder: val MSE {result.val_loss:.5f} vs mean-image baseline {baseline:.5f}; "
+          f"{result.plateau.describe('train MSE')}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="the init checkpoint finetune reads")
     parser.add_argument("--out", required=True, help="the detailed run's init and seed (JSON)")
-    args = parser.parse_args()
     params = load_params()
+    args = parser.parse_args()
     write_json(args.out, {"init": params.init, "seed": params.seed, "checkpoint": args.checkpoint})
     print(f"check_params: params.yaml is valid; finetune starts from {args.checkpoint}")
 

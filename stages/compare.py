@@ -9,9 +9,9 @@ from initbench.comparison.report import (
     chart_rows,
     curve_rows,
     report_markdown,
-    settings,
 )
-from initbench.comparison.runs import collect_runs
+from initbench.comparison.runs import collect_runs, pretraining_reports
+from initbench.comparison.settings import TRAINED_INITS, settings
 from initbench.comparison.summary import labelled_subsets, majority_class, summarize
 from initbench.core.cli import run
 from initbench.core.errors import InitbenchError
@@ -27,6 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
     parser.add_argument("--runs", required=True, help="folder of compare_run results (JSON)")
+    parser.add_argument("--pretraining", required=True,
+                        help="folder of the init checkpoints and their reports")  # fmt: skip
     parser.add_argument("--metrics", required=True, help="folder: one metrics file a cell (JSON)")
     parser.add_argument("--summary", required=True, help="every cell's statistics (JSON)")
     parser.add_argument("--report", required=True, help="markdown report")
@@ -34,11 +36,11 @@ def main() -> None:
                         metavar=("NAME", "DATA", "TEMPLATE", "PNG"),
                         help=f"one chart ({' or '.join(CHARTS)}): its data (JSON) to write, "
                              "its DVC template to read, its PNG to write")  # fmt: skip
+    params = load_params()
     args = parser.parse_args()
     charts = {name: paths for name, *paths in args.chart}
     if sorted(charts) != sorted(CHARTS):
         parser.error(f"--chart must be given once for each of {', '.join(CHARTS)}")
-    params = load_params()
     c = params.compare
     grid = {(i, s, f) for i in c.inits for s in c.seeds for f in c.label_fractions}
     rows = collect_runs(args.runs, grid)
@@ -50,13 +52,15 @@ def main() -> None:
         subsets = labelled_subsets(rows, c.label_fractions, len(train))
     except ValueError as exc:
         raise InitbenchError(f"{args.runs}: {exc}") from None
+    trained = [i for i in c.inits if i in TRAINED_INITS]
+    pretraining = pretraining_reports(args.pretraining, trained, c.seeds)
     majority = majority_class(train, test)
     majority["name"] = data.classes[majority["label"]]
     for name, cell in cell_metrics(summary, c.label_fractions).items():
         write_json(Path(args.metrics) / name, cell)
     write_json(args.summary, summary | {"labelled_subsets": subsets, "majority_class": majority})
     write_text(args.report, report_markdown(summary, c.label_fractions, subsets, majority,
-                                            settings(params, data, rows)))  # fmt: skip
+                                            settings(params, data, rows, pretraining)))  # fmt: skip
     chart_data = {"accuracy": chart_rows(summary, c.label_fractions),
                   "curves": curve_rows([r for r in rows if r["protocol"] == "finetune"])}  # fmt: skip
     for name, (data_path, template_path, png_path) in charts.items():

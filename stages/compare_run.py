@@ -13,7 +13,7 @@ from initbench.comparison.progress import report_run
 from initbench.comparison.protocols import PROTOCOLS, check_label_fractions, result_rows
 from initbench.core.cli import run
 from initbench.core.files import write_json
-from initbench.data.dataset import load_dataset
+from initbench.data.dataset import check_dataset, load_dataset
 from initbench.models.transfer import read_checkpoint
 from initbench.params import load_params
 from initbench.training.distributed import (
@@ -33,14 +33,15 @@ def main() -> None:
                         help="each in (0, 1]; default: compare.label_fractions")  # fmt: skip
     parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
     parser.add_argument("--out", required=True, help="the runs' results (JSON list)")
+    params = load_params()
     args = parser.parse_args()
     started = time.time()
-    params = load_params()
     fractions = args.label_fractions or params.compare.label_fractions
     if any(not 0 < fraction <= 1 for fraction in fractions):
         parser.error(f"--label-fractions must each be in (0, 1], got {fractions}")
     if args.protocol == "finetune":  # the probe trains no network: always one process
-        relaunch_under_torchrun(params.nproc_per_node)
+        check_dataset(args.dataset)  # once, here, not in every process
+        relaunch_under_torchrun(params.nproc_per_node, params.threads)
     device = resolve_device(params.device)
     configure_torch(device, params.threads)
     device = join_process_group(device)

@@ -6,7 +6,7 @@ from pathlib import Path
 from initbench.comparison.protocols import check_label_fractions, finetune
 from initbench.core.cli import run
 from initbench.core.files import write_json, write_torch
-from initbench.data.dataset import load_dataset
+from initbench.data.dataset import check_dataset, load_dataset
 from initbench.params import load_params
 from initbench.training.distributed import (
     is_local_main,
@@ -24,10 +24,11 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="fine-tuned model to write")
     parser.add_argument("--metrics", required=True, help="test metrics (JSON)")
     parser.add_argument("--plots", required=True, help="folder for plot data (JSON)")
-    args = parser.parse_args()
     params = load_params()
+    args = parser.parse_args()
     p = params.finetune
-    relaunch_under_torchrun(params.nproc_per_node)
+    check_dataset(args.dataset)  # once, here, not in every process
+    relaunch_under_torchrun(params.nproc_per_node, params.threads)
     device = resolve_device(params.device)
     configure_torch(device, params.threads)
     device = join_process_group(device)

@@ -15,8 +15,10 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
     parser.add_argument("--seed", required=True, type=int, help="seed of the default init")
     parser.add_argument("--out", required=True, help="init checkpoint to write")
-    args = parser.parse_args()
+    # params.yaml first: DVC fills the arguments from it (dvc.yaml's ${...}), so a bad
+    # value is named by its key there, not by the flag it became.
     params = load_params()
+    args = parser.parse_args()
     data = load_dataset(args.dataset)
     m = params.model
     encoder = seeded_encoder(data.channels, m.channels, m.dropout, args.seed)

@@ -21,10 +21,10 @@ def main() -> None:
     parser.add_argument("--seed", required=True, type=int, help="seed of k-means and the encoder")
     parser.add_argument("--out", required=True, help="init checkpoint to write")
     parser.add_argument("--report", required=True, help="patch counts, k-means stats (JSON)")
+    params = load_params()
     args = parser.parse_args()
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
-    params = load_params()
     m = params.model
     data = load_dataset(args.dataset)
     folder = Path(args.patches)

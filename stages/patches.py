@@ -16,10 +16,10 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="folder written by ingest")
     parser.add_argument("--seed", required=True, type=int, help="seed of the patch sampling")
     parser.add_argument("--out", required=True, help="folder for patches, whitening and counts")
+    params = load_params()
     args = parser.parse_args()
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
-    params = load_params()
     p = params.patches
     data = load_dataset(args.dataset)
     # Patches live in the space conv1 sees: train images, standardized like every stage does.

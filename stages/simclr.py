@@ -5,7 +5,7 @@ from pathlib import Path
 
 from initbench.core.cli import run
 from initbench.core.files import write_json, write_torch
-from initbench.data.dataset import load_dataset
+from initbench.data.dataset import check_dataset, load_dataset
 from initbench.data.transforms import Normalize
 from initbench.inits.simclr import build_simclr, train_simclr
 from initbench.models.transfer import encoder_meta, make_checkpoint
@@ -26,10 +26,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="init checkpoint to write")
     parser.add_argument("--report", required=True, help="final loss and kNN accuracy (JSON)")
     parser.add_argument("--plots", required=True, help="folder for per-epoch loss/kNN (JSON)")
-    args = parser.parse_args()
     params = load_params()
+    args = parser.parse_args()
     p, m = params.simclr, params.model
-    relaunch_under_torchrun(params.nproc_per_node)
+    check_dataset(args.dataset)  # once, here, not in every process
+    relaunch_under_torchrun(params.nproc_per_node, params.threads)
     device = resolve_device(params.device)
     configure_torch(device, params.threads)
     device = join_process_group(device)
@@ -53,10 +54,13 @@ def main() -> None:
     )
     write_json(args.report, {"nt_xent": result.loss, "val_knn_accuracy": result.knn_accuracy,
                               "random_init_val_knn_accuracy": result.random_init_knn_accuracy,
+                              "steps": result.steps, "images_seen": result.images_seen,
+                              "plateau": result.plateau.record(),
                               "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     print(f"simclr: kNN val accuracy {result.knn_accuracy:.4f} (initial encoder "
-          f"{result.random_init_knn_accuracy:.4f}); {result.pairs_per_s:,.0f} image pairs/s")  # fmt: skip
+          f"{result.random_init_knn_accuracy:.4f}); {result.pairs_per_s:,.0f} image pairs/s; "
+          f"{result.plateau.describe('NT-Xent')}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from initbench.inits.losses import gathered_nt_xent, nt_xent
 from initbench.models.transfer import read_checkpoint
 from initbench.training import distributed
 from initbench.training.loop import batches, steps_per_epoch, train_batches
+from initbench.training.torchrun_log import TorchrunLog
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -146,7 +147,7 @@ def test_sync_batchnorm_swaps_in_and_back_sharing_the_trained_state(monkeypatch)
 @pytest.fixture
 def launch(monkeypatch):
     """Runs ``relaunch_under_torchrun`` as ``python -m stages.simclr --seed 1`` would, with
-    ``os.execv`` recorded instead of run; returns the recorded commands."""
+    torchrun's command recorded instead of run; returns the recorded commands."""
     for name in LAUNCH_ENV:
         monkeypatch.delenv(name, raising=False)
     main = types.ModuleType("__main__")
@@ -154,7 +155,12 @@ def launch(monkeypatch):
     monkeypatch.setitem(sys.modules, "__main__", main)
     monkeypatch.setattr(sys, "argv", ["/repo/stages/simclr.py", "--seed", "1"])
     calls: list[list[str]] = []
-    monkeypatch.setattr(os, "execv", lambda path, argv: calls.append([path, *argv[1:]]))
+
+    def record(command, env, nproc):
+        calls.append(list(command))
+        return 0
+
+    monkeypatch.setattr(distributed, "run_torchrun", record)
     return calls
 
 
@@ -164,7 +170,9 @@ def test_one_process_per_node_runs_the_stage_in_this_process(launch):
 
 
 def test_several_processes_reexecute_the_stage_under_torchrun(launch):
-    distributed.relaunch_under_torchrun(4)
+    with pytest.raises(SystemExit) as done:
+        distributed.relaunch_under_torchrun(4)
+    assert done.value.code == 0
     assert launch == [[
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=4", "--standalone",
         "-m", "stages.simclr", "--seed", "1",
@@ -173,7 +181,8 @@ def test_several_processes_reexecute_the_stage_under_torchrun(launch):
 
 def test_several_machines_take_the_rendezvous_from_torchruns_variables(launch, monkeypatch):
     monkeypatch.setenv("PET_NNODES", "2")
-    distributed.relaunch_under_torchrun(1)
+    with pytest.raises(SystemExit):
+        distributed.relaunch_under_torchrun(1)
     assert launch == [[
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=1",
         "-m", "stages.simclr", "--seed", "1",
@@ -300,3 +309,101 @@ def test_simclr_stage_relaunches_on_two_processes_and_rank_zero_writes(tmp_path)
     assert checkpoint["strategy"] == "simclr"
     history = yaml.safe_load((out / "plots" / "history.json").read_text())
     assert history[-1]["step"] == 6  # the single-process budget: max(1 * 4 steps, 6)
+
+
+# --------------------------------------------------------------------------- torchrun's output
+
+#: What torchrun 2.14 printed when process 1 of 2 was killed (trimmed paths, same shape).
+KILLED = """
+*****************************************
+Setting OMP_NUM_THREADS environment variable for each process to be 1 in default, to avoid your system being overloaded, please further tune the variable for optimal performance in your application as needed.
+*****************************************
+W1207 21:52:04.602000 9542 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 9548 closing signal SIGTERM
+E1207 21:52:04.610000 9542 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: -9) local_rank: 1 (pid: 9549) of binary: /usr/bin/python
+Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+  File "/venv/lib/python3.11/site-packages/torch/distributed/run.py", line 1142, in <module>
+    main()
+  File "/venv/lib/python3.11/site-packages/torch/distributed/launcher/api.py", line 386, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+======================================================
+stages.simclr FAILED
+------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-07_21:52:04
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 9548)  (SIGTERM)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 9548
+------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-07_21:52:04
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 9549)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 9549
+======================================================
+"""
+
+
+def _filtered(text: str, returncode: int, nproc: int = 2) -> list[str]:
+    log = TorchrunLog(nproc)
+    shown = [out for line in text.splitlines() for out in log.feed(line)]
+    return shown + log.finish(returncode)
+
+
+def test_a_killed_process_ends_the_stage_with_one_line_naming_it():
+    assert _filtered(KILLED, 1) == [
+        "error: process 1 of 2 failed (killed by SIGKILL); any error it printed is above"
+    ]
+
+
+def test_every_process_printing_the_same_error_prints_it_once():
+    both = "error: params.yaml: x\nerror: params.yaml: x\n" + KILLED.replace("-9 (pid", "1 (pid")
+    assert _filtered(both, 1) == ["error: params.yaml: x"]
+
+
+def test_a_process_traceback_and_its_lines_pass_through():
+    own = ("round 1/10 loss 0.5\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+           "ValueError: bad\n")  # fmt: skip
+    assert _filtered(own, 0) == ["round 1/10 loss 0.5", "Traceback (most recent call last):",
+                                 '  File "x.py", line 1', "ValueError: bad"]  # fmt: skip
+
+
+def test_a_stage_on_two_processes_given_a_missing_dataset_prints_one_line(tmp_path):
+    _tiny_project(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_ENV}
+    env.update(PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.simclr", "--dataset", "missing", "--seed", "0",
+         "--out", "out/simclr.pt", "--report", "out/simclr.json", "--plots", "out/plots"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: missing/classes.json: missing; run the ingest stage (`dvc repro`)"
+    ]
+
+
+def test_a_failure_inside_the_processes_prints_its_error_once(tmp_path):
+    # The checkpoint is read by every process after torchrun started them.
+    _tiny_project(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
+    params["compare"]["label_fractions"] = [0.5]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_ENV}
+    env.update(PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.compare_run", "--protocol", "finetune", "--dataset",
+         "dataset", "--init", "nowhere.pt", "--seed", "0", "--label-fractions", "0.5",
+         "--out", "out/run.json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: nowhere.pt"), done.stderr

@@ -9,6 +9,8 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
+import subprocess
 import sys
 import tracemalloc
 from collections.abc import Callable
@@ -1086,3 +1088,189 @@ def test_ingest_notes_a_large_class_imbalance():
     assert "macro-F1" in line
     per_class[1] = {"class": "dog", "train": 40, "val": 5, "test": 5}  # 10x: not over
     assert report.imbalance_warning(per_class) is None
+
+
+# --------------------------------------------------------------------------- field cases: layouts
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
+
+
+def _case(tmp_path: Path, script: str, *args: str) -> Path:
+    """Write the input of a field case (shared/cases) and return its folder; the case's own
+    script when it is there, else skip (the cases come with the project's shared files)."""
+    path = CASES / script
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    out = tmp_path / "data"
+    subprocess.run([sys.executable, str(path), str(out), *args], check=True,
+                   capture_output=True)  # fmt: skip
+    return out
+
+
+def test_a_split_layout_is_refused_with_what_to_point_data_at(tmp_path):
+    root = _case(tmp_path, "nested_split_root.py")  # train/{cat,dog}/, test/{cat,dog}/
+    with pytest.raises(DataError) as info:
+        scan.scan_folder(root)
+    message = str(info.value)
+    assert "looks like a split layout" in message and "test/, train/" in message
+    assert "the folders cat, dog" in message and f"say {root}/train" in message
+
+
+def test_class_folders_inside_split_named_ones_are_still_classes_with_their_own_images(tmp_path):
+    # Images directly in train/ and test/ make them classes, whatever their names.
+    root = tmp_path / "data"
+    for name in ("train", "test"):
+        _make_class(root, name, 3)
+        _make_class(root, f"{name}/sub", 2, start_seed=10)
+    assert scan.scan_folder(root).classes == ["test", "train"]
+
+
+def test_the_same_subfolders_in_every_class_are_not_a_split_layout(tmp_path):
+    root = tmp_path / "data"
+    for seed, name in enumerate(("cat", "dog")):
+        for where in ("indoor", "outdoor"):
+            _make_class(root, f"{name}/{where}", 2, start_seed=10 * seed + len(where))
+    assert scan.scan_folder(root).classes == ["cat", "dog"]
+
+
+def test_a_wrapper_folder_names_the_class_folders_inside_it(tmp_path):
+    root = tmp_path / "data"
+    _make_class(root, "PetImages/cat", 2)
+    _make_class(root, "PetImages/dog", 2, start_seed=5)
+    with pytest.raises(DataError) as info:
+        scan.scan_folder(root)
+    assert (f"{root}/PetImages/ holds the folders cat, dog: if those are the classes, use "
+            f"{root}/PetImages as the data folder") in str(info.value)  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "names"), [("case", ("Cat", "cat")),
+                                             ("nfd", ("café", "café"))])  # fmt: skip
+def test_class_names_that_collide_on_macos_and_windows_stop_naming_both(tmp_path, kind, names):
+    root = _case(tmp_path, "colliding_class_names.py", kind)
+    with pytest.raises(DataError) as info:
+        scan.scan_folder(root)
+    message = str(info.value)
+    assert "differ only in case or Unicode form" in message
+    assert all(repr(name) in message for name in names)
+    if kind == "nfd":  # the two print alike: their code points tell them apart
+        assert "'cafe\\u0301'" in message and "'caf\\xe9'" in message
+
+
+# --------------------------------------------------------------------------- field cases: formats
+
+
+def test_every_format_the_pinned_pillow_decodes_is_read():
+    from PIL import features
+
+    for extension in (".pgm", ".ppm", ".pbm", ".pnm", ".jpg", ".png", ".tif", ".webp", ".qoi"):
+        assert extension in scan.IMAGE_EXTENSIONS, extension
+    assert (".avif" in scan.IMAGE_EXTENSIONS) == features.check("avif")
+    for extension in (".heic", ".eps", ".mpg", ".h5", ".txt", ".pdf"):  # unread, or stubs
+        assert extension not in scan.IMAGE_EXTENSIONS, extension
+
+
+@pytest.mark.parametrize(("variant", "classes"), [("avif", ["browser", "cat", "dog"]),
+                                                  ("netpbm", ["s1", "s2"])])  # fmt: skip
+def test_avif_and_netpbm_folders_are_ingested(tmp_path, variant, classes):
+    from PIL import features
+
+    if variant == "avif" and not features.check("avif"):
+        pytest.skip("this Pillow reads no AVIF")
+    root = _case(tmp_path, "phone_formats.py", variant)
+    ds = _ingest(root)
+    assert ds.classes == classes and not ds.skipped
+    assert len(ds.labels) == (24 if variant == "avif" else 20)
+
+
+def test_a_class_of_heic_photos_says_which_extension_and_how_many(tmp_path):
+    root = _case(tmp_path, "phone_formats.py", "heic")
+    with pytest.raises(DataError) as info:
+        _ingest(root)
+    message = str(info.value)
+    assert message.startswith(f"{root}/iphone/: 0 usable image(s); it holds 8 .HEIC file(s), "
+                              "not a format the pinned Pillow reads: convert them")  # fmt: skip
+
+
+def test_heic_photos_named_jpg_are_skipped_with_what_they_are(tmp_path):
+    root = _case(tmp_path, "phone_formats.py", "disguised")
+    ds = _ingest(root)
+    reasons = {item["path"]: item["reason"] for item in ds.skipped}
+    assert sorted(reasons) == [f"cat/IMG_{5000 + i}.jpg" for i in range(3)]
+    assert all(r.startswith("a HEIC/HEIF file (ISO-BMFF brand 'heic')") for r in reasons.values())
+
+
+# --------------------------------------------------------------------------- field cases: sizes
+
+
+@pytest.mark.parametrize(
+    ("size", "note"),
+    [((48, 48), None), ((9, 9), None),  # 32 / 9 = 3.6x: not small
+     ((7, 9), "small: 7x9 px, upscaled 5x"), ((40, 9), "sliver: 40x9 px, the center crop keeps 22.50% of it"),
+     ((4000, 10), "sliver: 4000x10 px, the center crop keeps 0.25% of it")],
+)  # fmt: skip
+def test_size_note_lists_small_pictures_and_slivers(size, note):
+    assert decode.size_note(*size, 32) == note
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (2, 500)])
+def test_degenerate_pictures_are_a_reason_to_skip(size):
+    with pytest.raises(ValueError, match=rf"degenerate: {size[0]}x{size[1]} px"):
+        decode.size_note(*size, 32)
+
+
+def test_tracking_pixels_are_skipped_and_slivers_listed(tmp_path):
+    root = _case(tmp_path, "size_extremes.py", "tiny")
+    ds = _ingest(root, image_size=32)
+    assert sorted(s["path"] for s in ds.skipped) == ["cat/pixel_1x1.gif", "cat/pixel_2x2.png"]
+    assert all(s["reason"].startswith("degenerate:") for s in ds.skipped)
+    assert sorted(f["path"] for f in ds.flagged["sliver"]) == ["dog/strip_10x4000.png",
+                                                               "dog/strip_4000x10.png"]  # fmt: skip
+    summary = report.summary(ds)
+    assert summary["flagged"] == ds.flagged
+    warnings, line = report.report_lines(summary, "data")
+    assert line.endswith("; kept but listed: 2 sliver")
+    assert any("kept 2 sliver picture(s)" in w and "data/dog/strip_10x4000.png" in w
+               for w in warnings)  # fmt: skip
+
+
+def test_ordinary_pictures_are_not_flagged_and_the_report_keeps_its_keys(tmp_path):
+    root = tmp_path / "data"
+    for k, name in enumerate(("a", "b")):
+        _make_class(root, name, 5, start_seed=10 * k)
+    ds = _ingest(root)
+    assert ds.flagged == {} and "flagged" not in report.summary(ds)
+
+
+# --------------------------------------------------------------------------- field cases: Ctrl-C
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.7, 1.2])
+def test_ctrl_c_during_ingest_prints_interrupted_once_and_no_traceback(tmp_path, delay):
+    # Ctrl-C goes to the whole process group: the stage and its decode workers, some of
+    # them still importing in the first second.
+    import signal
+    import time
+
+    data = _case(tmp_path, "many_images.py", "1500")
+    shutil.copy(Path(__file__).parents[1] / "params.yaml", tmp_path / "params.yaml")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stages.ingest", "--data", str(data), "--out",
+         str(tmp_path / "dataset"), "--report", str(tmp_path / "ingest.json")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("decoding")]
+    if process.returncode == 0:
+        pytest.skip("ingest finished before the interrupt")
+    assert (process.returncode, lines) == (130, ["interrupted"])
+
+
+def test_the_ingest_stage_module_loads_no_params_for_its_workers():
+    code = "import stages.ingest, sys; print(sorted({'pydantic', 'initbench.params'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert result.stdout.strip() == "[]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import os
@@ -89,7 +90,9 @@ def test_repo_params_load_with_the_right_types():
     for section in (params.autoencoder, params.simclr, params.finetune):
         assert isinstance(section.min_steps, int) and not isinstance(section.min_steps, bool)
     assert isinstance(params.linear_probe, P.LinearProbeParams)
-    assert isinstance(params.linear_probe.C, float)  # 1.0 in the file
+    assert all(isinstance(c, float) for c in params.linear_probe.Cs)
+    assert isinstance(params.linear_probe.cv_folds, int)
+    assert isinstance(params.finetune.augment, bool)
     assert isinstance(params.linear_probe.max_iter, int)
     assert isinstance(params.compare, P.CompareParams)
     assert all(isinstance(name, str) for name in params.compare.inits)
@@ -223,8 +226,10 @@ def test_image_size_limit_follows_the_number_of_blocks(raw):
         "finetune.lr",
         "finetune.min_steps",
         "linear_probe",
-        "linear_probe.C",
+        "linear_probe.Cs",
+        "linear_probe.cv_folds",
         "linear_probe.max_iter",
+        "finetune.augment",
         "compare",
         "compare.inits",
         "compare.seeds",
@@ -253,9 +258,9 @@ def test_missing_key_is_named(raw, key):
         ),
         (
             "finetune.momentum",
-            "epochs, min_steps, lr, batch_size, label_fraction, freeze_encoder",
+            "epochs, min_steps, lr, batch_size, label_fraction, freeze_encoder, augment",
         ),
-        ("linear_probe.penalty", "C, max_iter"),
+        ("linear_probe.penalty", "Cs, cv_folds, max_iter"),
         ("compare.fractions", "inits, seeds, label_fractions, margin, correction"),
     ],
 )
@@ -420,8 +425,12 @@ def test_too_few_patches_for_the_clusters_is_refused(raw):
         ("finetune.min_steps", -5, "finetune.min_steps must be >= 0, got -5"),
         ("data.split_seed", -1, "data.split_seed must be >= 0, got -1"),
         ("patches.min_std", -0.1, "patches.min_std must be a finite number >= 0, got -0.1"),
-        ("linear_probe.C", 0, "linear_probe.C must be > 0, got 0.0"),
-        ("linear_probe.C", -1, "linear_probe.C must be > 0, got -1.0"),
+        ("linear_probe.Cs", [1.0, 0], "linear_probe.Cs must be > 0, got 0.0"),
+        ("linear_probe.Cs", [-1], "linear_probe.Cs must be > 0, got -1.0"),
+        ("linear_probe.Cs", [], "linear_probe.Cs must list at least one value"),
+        ("linear_probe.Cs", [1.0, 1], "linear_probe.Cs lists 1.0 more than once"),
+        ("linear_probe.cv_folds", 1, "linear_probe.cv_folds must be >= 2, got 1"),
+        ("finetune.augment", "yes", "finetune.augment must be true or false, got 'yes'"),
         ("linear_probe.max_iter", 0, "linear_probe.max_iter must be >= 1, got 0"),
     ],
 )
@@ -439,7 +448,7 @@ def test_new_keys_out_of_range_are_rejected(raw, key, value, message):
         ("data.split_seed", 0),
         ("data.split_seed", 12345),
         ("patches.min_std", 0.0),  # 0 drops only constant patches
-        ("linear_probe.C", 1e-6),
+        ("linear_probe.Cs", [1e-6]),
         ("linear_probe.max_iter", 1),
     ],
 )
@@ -455,7 +464,7 @@ def test_new_keys_boundary_values_are_accepted(raw, key, value):
         ("finetune.min_steps", 10.0, "must be an integer"),
         ("data.split_seed", True, "must be an integer"),
         ("linear_probe.max_iter", "1000", "must be an integer"),
-        ("linear_probe.C", "1.0", "must be a number"),
+        ("linear_probe.Cs", ["1.0"], "must be a number"),
         ("patches.min_std", None, "must be a number"),
         ("compare.inits", "random", "must be a list of str"),
         ("compare.inits", ["random", 1], "must be a string"),
@@ -755,3 +764,32 @@ def test_corrections_are_the_ones_the_statistics_know():
     from initbench.comparison import stats
 
     assert stats.CORRECTIONS == P.CORRECTIONS
+
+
+def test_a_bad_value_that_dvc_templates_into_a_stage_is_named_by_its_key(tmp_path):
+    # compare.seeds: [0, 1.5] reaches init_random as `--seed 1.5`: the stage must name the
+    # params key, not argparse's flag.
+    raw = yaml.safe_load(REPO_PARAMS.read_text(encoding="utf-8"))
+    raw["compare"]["seeds"] = [0, 1.5]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.init_random", "--dataset", "missing", "--seed", "1.5",
+         "--out", "x.pt"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_PARAMS.parent)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: params.yaml: compare.seeds must be an integer, got 1.5"
+
+
+def _call_lines(tree: ast.AST, name: str) -> list[int]:
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) == name]  # fmt: skip
+
+
+def test_every_stage_reads_params_before_its_arguments():
+    for path in sorted((REPO_PARAMS.parent / "stages").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        loads, parses = _call_lines(tree, "load_params"), _call_lines(tree, "parse_args")
+        if loads and parses:
+            assert min(loads) < min(parses), f"{path.name} parses its arguments first"

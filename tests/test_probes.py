@@ -158,7 +158,7 @@ def test_linear_probe_is_one_affine_map_of_the_features(monkeypatch):
     labels = rng.integers(0, 3, 60)
     test = rng.normal(size=(30, 6)) * [1, 2, 3, 4, 5, 6] + 10
     test_labels = rng.integers(0, 3, 30)
-    result = linear_probe(train, labels, test, test_labels, C=1.0, max_iter=1000)
+    result = linear_probe(train, labels, test, test_labels, Cs=[1.0], max_iter=1000)
     (pipeline,) = made
     scaler, classifier = pipeline[0], pipeline[-1]
     # The scaler standardizes with the train features' statistics: an affine map too.
@@ -174,20 +174,57 @@ def test_linear_probe_is_one_affine_map_of_the_features(monkeypatch):
 def test_linear_probe_learns_a_separable_problem_but_not_xor():
     features, labels = _clusters()
     test_features, test_labels = _clusters(seed=1)
-    result = linear_probe(features, labels, test_features, test_labels, C=1.0, max_iter=1000)
+    result = linear_probe(features, labels, test_features, test_labels, Cs=[1.0], max_iter=1000)
     assert result.accuracy == 1.0 and result.macro_f1 == 1.0 and result.converged
     # XOR of the signs of two features: one linear layer gets at most 3 of 4 quadrants.
     rng = np.random.default_rng(0)
     xor = np.concatenate([rng.normal(size=(25, 2)) * 0.2 + [a, b]
                           for a, b in [(2, 2), (-2, -2), (2, -2), (-2, 2)]])  # fmt: skip
     xor_labels = np.repeat([0, 0, 1, 1], 25)
-    result = linear_probe(xor, xor_labels, xor, xor_labels, C=1.0, max_iter=1000)
+    result = linear_probe(xor, xor_labels, xor, xor_labels, Cs=[1.0], max_iter=1000)
     assert result.accuracy <= 0.76
 
 
 def test_linear_probe_reports_convergence_and_needs_two_classes():
     features, labels = _clusters()
-    short = linear_probe(features, labels, features, labels, C=100.0, max_iter=1)
+    short = linear_probe(features, labels, features, labels, Cs=[100.0], max_iter=1)
     assert short.iterations == 1 and not short.converged
     with pytest.raises(ValueError, match="at least 2 classes"):
-        linear_probe(features, np.zeros(len(features)), features, labels, C=1.0, max_iter=10)
+        linear_probe(features, np.zeros(len(features)), features, labels, Cs=[1.0], max_iter=10)
+
+
+def _labelled_clusters(seed, n_per_class=12, classes=3, dim=6, spread=1.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2, (classes, dim))
+    labels = np.repeat(np.arange(classes), n_per_class)
+    return centres[labels] + rng.normal(0, spread, (len(labels), dim)), labels
+
+
+def test_cross_validation_chooses_C_from_the_labelled_subset_only():
+    train, labels = _labelled_clusters(0)
+    test, test_labels = _labelled_clusters(1)
+    Cs = [0.001, 0.1, 10.0]
+    result = linear_probe(train, labels, test, test_labels, Cs=Cs, max_iter=500, seed=0)
+    assert result.C in Cs and result.cv_folds == 5
+    # Poisoned test labels change the test score, never the choice of C.
+    poisoned = linear_probe(train, labels, test, (test_labels + 1) % 3, Cs=Cs, max_iter=500,
+                            seed=0)  # fmt: skip
+    assert (poisoned.C, poisoned.cv_folds) == (result.C, result.cv_folds)
+    assert poisoned.predictions.tolist() == result.predictions.tolist()
+    # It is what scikit-learn's own search on the train features picks.
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    search = GridSearchCV(probes._probe(1.0, 500), {"logisticregression__C": Cs},
+                          cv=StratifiedKFold(5, shuffle=True, random_state=0)).fit(train, labels)  # fmt: skip
+    assert search.best_params_["logisticregression__C"] == result.C
+
+
+def test_cross_validation_folds_shrink_to_the_smallest_class_and_stop_below_two():
+    train, labels = _labelled_clusters(0, n_per_class=3)
+    result = linear_probe(train, labels, train, labels, Cs=[0.1, 1.0, 10.0], max_iter=200)
+    assert result.cv_folds == 3
+    one_each = linear_probe(train[::3], labels[::3], train, labels, Cs=[0.1, 1.0, 10.0],
+                            max_iter=200)  # fmt: skip
+    assert (one_each.cv_folds, one_each.C) == (0, 1.0)  # the grid's middle
+    single = linear_probe(train, labels, train, labels, Cs=[0.5], max_iter=200)
+    assert (single.cv_folds, single.C) == (0, 0.5)

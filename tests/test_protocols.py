@@ -62,7 +62,7 @@ def _checkpoint(tmp_path, seed):
 
 def _finetune_params(**overrides):
     values = {"epochs": 3, "min_steps": 0, "lr": 0.01, "batch_size": 8, "label_fraction": 0.25,
-              "freeze_encoder": False}  # fmt: skip
+              "freeze_encoder": False, "augment": False}  # fmt: skip
     values.update(overrides)
     return FinetuneParams(**values)
 
@@ -185,7 +185,7 @@ def test_finetune_with_a_frozen_encoder_recalibrates_batchnorm_only(tmp_path):
 def test_probe_uses_the_frozen_recalibrated_encoder_of_the_init(tmp_path):
     data = _data()
     init = _checkpoint(tmp_path, 1)
-    params = LinearProbeParams(C=1.0, max_iter=200)
+    params = LinearProbeParams(Cs=[1.0], cv_folds=5, max_iter=200)
     [(result, labelled)] = probe(data, init, MODEL, params, [0.25], seed=0, device=CPU)
     keep = label_subset(data.splits["train"].labels, 0.25, seed=0)
     assert labelled.tolist() == keep.tolist() and len(keep) == 20
@@ -197,7 +197,7 @@ def test_probe_uses_the_frozen_recalibrated_encoder_of_the_init(tmp_path):
     recalibrate_batchnorm(encoder, normalize, train.images, CPU)
     expected = linear_probe(
         encode(encoder, normalize, train.images[keep], CPU), train.labels[keep].numpy(),
-        encode(encoder, normalize, test.images, CPU), test.labels.numpy(), C=1.0, max_iter=200,
+        encode(encoder, normalize, test.images, CPU), test.labels.numpy(), Cs=[1.0], max_iter=200, seed=0,
     )  # fmt: skip
     assert _probe_fields(result) == _probe_fields(expected)
     assert result.accuracy > 0.5  # chance is 0.25
@@ -215,7 +215,7 @@ def test_probe_never_trains_the_encoder(monkeypatch, tmp_path):
         return original(self, x)
 
     monkeypatch.setattr(Encoder, "forward", forward)
-    probe(_data(), _checkpoint(tmp_path, 1), MODEL, LinearProbeParams(C=1.0, max_iter=50),
+    probe(_data(), _checkpoint(tmp_path, 1), MODEL, LinearProbeParams(Cs=[1.0], cv_folds=5, max_iter=50),
           [0.25], seed=0, device=CPU)  # fmt: skip
     assert seen and not any(seen)
 
@@ -238,7 +238,7 @@ def test_probe_of_several_fractions_equals_one_probe_per_fraction(tmp_path):
     # Features are extracted once and shared: each fraction's result is what a probe of
     # that fraction alone gives.
     data, init = _data(), _checkpoint(tmp_path, 1)
-    params = LinearProbeParams(C=1.0, max_iter=200)
+    params = LinearProbeParams(Cs=[1.0], cv_folds=5, max_iter=200)
     together = probe(data, init, MODEL, params, [0.25, 0.5, 1.0], seed=2, device=CPU)
     alone = [probe(data, init, MODEL, params, [f], seed=2, device=CPU)[0] for f in [0.25, 0.5, 1.0]]
     assert [(_probe_fields(r), k.tolist()) for r, k in together] == [
@@ -252,7 +252,7 @@ def test_finetune_and_probe_count_the_same_labelled_images(tmp_path, fraction):
     data, init = _data(), _checkpoint(tmp_path, 1)
     tuned = finetune(data, init, MODEL, _finetune_params(epochs=1), fraction, seed=3,
                      device=CPU, log=lambda line: None)  # fmt: skip
-    [(_, keep)] = probe(data, init, MODEL, LinearProbeParams(C=1.0, max_iter=50),
+    [(_, keep)] = probe(data, init, MODEL, LinearProbeParams(Cs=[1.0], cv_folds=5, max_iter=50),
                         [fraction], seed=3, device=CPU)  # fmt: skip
     assert tuned.labelled.tolist() == keep.tolist()
     assert tuned.train_images == len(keep) == len(labelled_train(data, fraction, seed=3)[0])

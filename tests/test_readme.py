@@ -36,3 +36,11 @@ def test_the_readme_exp_show_keep_pattern_keeps_the_accuracies_and_the_init():
         pattern = re.compile(keep)
         assert all(pattern.match(name) for name in wanted), keep
         assert not pattern.match("model.channels"), keep  # it keeps a few columns, not all
+
+
+def test_the_readme_lists_exactly_the_image_extensions_ingest_reads():
+    from initbench.data.scan import IMAGE_EXTENSIONS
+
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("Every raster format the pinned Pillow decodes")[1].split("taken from")[0]
+    assert set(re.findall(r"`(\.[a-z0-9]+)`", section)) == IMAGE_EXTENSIONS

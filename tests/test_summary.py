@@ -355,3 +355,39 @@ def test_chart_templates_render_to_png(summary, name):
 )  # fmt: skip
 def test_fraction_key(fraction, key):
     assert fraction_key(fraction) == key
+
+
+def test_runs_not_at_a_plateau_are_flagged_in_the_report():
+    rows = _runs({"random": [0.60, 0.62, 0.64], "simclr": [0.61, 0.66, 0.665]}, SEEDS, 0.1)
+    for row in rows:
+        still = row["init"] == "simclr" and row["seed"] == 1
+        row["plateau"] = {"reached": not still, "change": -0.2 if still else -0.001,
+                          "noise": 0.02, "points": 100}  # fmt: skip
+    out = summarize(rows, LABELS, ["random", "simclr"], SEEDS, [0.1], 0.01, "holm", ("finetune",))
+    cells = out["cells"]["finetune"]["labels_10%"]
+    assert cells["simclr"]["plateau"] == {"runs": 3, "not_reached": [1]}
+    assert cells["random"]["plateau"] == {"runs": 3, "not_reached": []}
+    text = report.report_markdown(out, [0.1], labelled_subsets(rows, [0.1], 400),
+                                  {"name": "c0", "accuracy": 0.25, "macro_f1": 0.1}, [])  # fmt: skip
+    (line,) = [x for x in text.splitlines() if x.startswith("| simclr | 0.")][:1]
+    assert "⚠ 1 of 3 runs not at a plateau" in line
+    assert "- 10% labels: 5 of 6 runs at a plateau; still changing: simclr seed(s) 1" in text
+
+
+def test_pretraining_line_gives_compute_and_the_longer_budget_when_not_flat():
+    from pathlib import Path
+
+    from initbench.comparison.settings import pretraining_line
+    from initbench.params import load_params
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    flat = {"steps": 300, "images_seen": 76800,
+            "plateau": {"reached": True, "change": -0.001, "noise": 0.01, "points": 100}}  # fmt: skip
+    falling = flat | {"plateau": {"reached": False, "change": -0.05, "noise": 0.01, "points": 100}}
+    line = pretraining_line("simclr", {0: flat, 1: falling}, params)
+    assert line.startswith("300 steps, 76,800 pairs of views a seed; NT-Xent NOT at a plateau")
+    assert "seed(s) 1" in line and "-0.05" in line
+    assert f"`dvc exp run -S simclr.epochs={params.simclr.epochs * 4}`" in line
+    assert "at a plateau at every seed (0, 1)" in pretraining_line(
+        "autoencoder", {0: flat, 1: flat}, params
+    )

@@ -398,3 +398,65 @@ def test_cuda_trains_with_the_split_on_the_gpu_or_from_pinned_batches(monkeypatc
     history = fit(model, normalize, split, _toy_split(30, seed=1), epochs=4, min_steps=0,
                   lr=0.01, batch_size=16, seed=0, device=cuda, log=lambda line: None).history  # fmt: skip
     assert history[-1]["train_accuracy"] > 0.5
+
+
+def test_crop_flip_is_seeded_keeps_the_shape_and_crops_within_the_padding():
+    from initbench.data.transforms import crop_flip
+
+    images = torch.arange(1, 2 * 3 * 8 * 8 + 1, dtype=torch.float32).view(2, 3, 8, 8)
+    a = crop_flip(images, torch.Generator().manual_seed(4), 2)
+    b = crop_flip(images, torch.Generator().manual_seed(4), 2)
+    assert torch.equal(a, b) and a.shape == images.shape and a.dtype == images.dtype
+    # Every view is a window of the zero-padded image, maybe mirrored: its non-zero
+    # values are the image's, in rows and columns of the image.
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for view, full in zip(a, padded, strict=True):
+        windows = [full[:, r : r + 8, c : c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.equal(view, w) or torch.equal(view, w.flip(-1)) for w in windows)
+    # The draws do not depend on the pixels: another batch of the same size gets the same
+    # offsets and flips.
+    c = crop_flip(images + 1, torch.Generator().manual_seed(4), 2)
+    assert torch.equal(c != 0, a != 0)
+
+
+def test_augmentation_gives_every_init_the_same_views_at_one_seed(monkeypatch):
+    from initbench.training import supervised
+
+    seen = []
+    original = supervised.crop_flip
+
+    def record(images, generator, padding):
+        out = original(images, generator, padding)
+        seen.append(out.clone())
+        return out
+
+    monkeypatch.setattr(supervised, "crop_flip", record)
+    views = []
+    for init_seed in (1, 2):  # two different encoders, one run seed
+        set_seed(init_seed)
+        seen.clear()
+        _fit(build_classifier(1, 16, 3, **ARCH), _toy_split(), _toy_split(30, seed=1),
+             seed=5, augment=True)  # fmt: skip
+        views.append(list(seen))
+    assert len(views[0]) == len(views[1]) > 0
+    assert all(torch.equal(x, y) for x, y in zip(*views, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(views[0], views[0][1:], strict=False))
+
+
+def test_augmentation_off_draws_nothing_and_trains_as_before(monkeypatch):
+    from initbench.training import supervised
+
+    def refuse(*args):
+        raise AssertionError("crop_flip called with augment off")
+
+    monkeypatch.setattr(supervised, "crop_flip", refuse)
+    model, history = _train(3)  # augment defaults to off
+    monkeypatch.undo()
+    again, history_again = _train(3)
+    assert history == history_again
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[key]), key
+    set_seed(3)
+    augmented = build_classifier(1, 16, 3, **ARCH)
+    _fit(augmented, _toy_split(), _toy_split(30, seed=1), seed=3, augment=True)
+    assert not torch.equal(augmented.head.net[-1].weight, model.head.net[-1].weight)

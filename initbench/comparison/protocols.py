@@ -29,6 +29,7 @@ from initbench.data.transforms import Normalize
 from initbench.models.cnn import Classifier, build_classifier
 from initbench.models.transfer import encoder_meta, load_init
 from initbench.params import FinetuneParams, LinearProbeParams, ModelParams, Params
+from initbench.training.plateau import Plateau
 from initbench.training.probes import ProbeResult, encode, linear_probe, recalibrate_batchnorm
 from initbench.training.setup import set_seed
 from initbench.training.supervised import Evaluation, evaluate, fit
@@ -94,7 +95,7 @@ def check_label_fractions(
         raise ParamsError(
             f"params.yaml: {key} {same[0]:g} and {same[1]:g} give the identical labelled "
             f"subset on this train split ({sum(subset_sizes(counts.tolist(), same[0]))} images "
-            "of its classes): the two runs would be one; keep one of them"
+            "in all): the two runs would be one; keep one of them"
         )
     for fraction in fractions if running is None else running:
         warning = floor_warning(counts.tolist(), fraction, key)
@@ -109,6 +110,7 @@ class FinetuneResult:
     test: Evaluation
     labelled: torch.Tensor  # int64 (n,): the labelled subset's indices in the train split
     steps: int
+    plateau: Plateau  # of the per-step train loss
 
     @property
     def train_images(self) -> int:
@@ -145,10 +147,12 @@ def finetune(
     trained = fit(
         classifier, normalize, train, data.splits["val"], epochs=params.epochs,
         min_steps=params.min_steps, lr=params.lr, batch_size=params.batch_size, seed=seed,
-        device=device, freeze_encoder=params.freeze_encoder, log=log, on_history=on_history,
+        device=device, freeze_encoder=params.freeze_encoder, augment=params.augment, log=log,
+        on_history=on_history,
     )  # fmt: skip
     test = evaluate(classifier, normalize, data.splits["test"], device)
-    return FinetuneResult(classifier, trained.history, test, labelled, trained.steps)
+    return FinetuneResult(classifier, trained.history, test, labelled, trained.steps,
+                          trained.plateau)  # fmt: skip
 
 
 def probe(
@@ -183,7 +187,8 @@ def probe(
         keep = label_subset(train.labels, fraction, seed).numpy()
         result = linear_probe(
             train_features[keep], train.labels.numpy()[keep], test_features,
-            test.labels.numpy(), C=params.C, max_iter=params.max_iter,
+            test.labels.numpy(), Cs=params.Cs, max_iter=params.max_iter,
+            cv_folds=params.cv_folds, seed=seed,
         )  # fmt: skip
         results.append((result, keep))
     return results
@@ -200,8 +205,9 @@ def result_rows(
 ) -> list[dict[str, Any]]:
     """One init checkpoint's runs under ``protocol`` at ``seed``, one result row per label
     fraction: ``label_fraction``, test ``accuracy`` and ``macro_f1`` (6 digits),
-    ``train_images`` (labelled); a fine-tune adds ``steps`` and ``history``, a probe
-    ``iterations`` and ``converged``. The whole classifier trains in a fine-tune here
+    ``train_images`` (labelled); a fine-tune adds ``steps``, ``plateau`` (the check of its
+    train loss) and ``history``, a probe ``iterations``, ``converged``, ``C`` and
+    ``cv_folds``. The whole classifier trains in a fine-tune here
     (``finetune.freeze_encoder`` is for the single detailed run only).
 
     Raises:
@@ -218,7 +224,8 @@ def result_rows(
             result = finetune(data, init_path, params.model, full, fraction, seed, device)
             rows.append({"label_fraction": fraction, "accuracy": round(result.test.accuracy, 6),
                          "macro_f1": round(result.test.macro_f1, 6),
-                         "train_images": result.train_images, "steps": result.steps}
+                         "train_images": result.train_images, "steps": result.steps,
+                         "plateau": result.plateau.record()}
                         | subset_record(result.labelled, train_labels, classes)
                         | {"history": result.history,
                            "test_predictions": result.test.predictions.tolist()})  # fmt: skip
@@ -228,7 +235,8 @@ def result_rows(
     for fraction, (outcome, keep) in zip(label_fractions, probes, strict=True):
         rows.append({"label_fraction": fraction, "accuracy": round(outcome.accuracy, 6),
                      "macro_f1": round(outcome.macro_f1, 6), "train_images": len(keep),
-                     "iterations": outcome.iterations, "converged": outcome.converged}
+                     "iterations": outcome.iterations, "converged": outcome.converged,
+                     "C": outcome.C, "cv_folds": outcome.cv_folds}
                     | subset_record(keep, train_labels, classes)
                     | {"test_predictions": outcome.predictions.tolist()})  # fmt: skip
     return rows

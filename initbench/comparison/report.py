@@ -10,8 +10,6 @@ from typing import Any
 from initbench.comparison import stats
 from initbench.comparison.grid import REFERENCE, fraction_key
 from initbench.comparison.summary import _round
-from initbench.data.dataset import ArrayData
-from initbench.params import Params
 
 PROTOCOL_NAMES = {"finetune": "Fine-tune", "linear_probe": "Linear probe"}
 #: Seed counts above this get no command in the report: not a practical next run.
@@ -103,9 +101,34 @@ def _verdict(d: dict[str, Any], margin: str) -> str:
 
 
 def _fmt_accuracy(cell: dict[str, Any]) -> str:
-    if cell["ci95_low"] is None:
-        return f"{cell['mean']:.3f} (n=1)"
-    return f"{cell['mean']:.3f} [{cell['ci95_low']:.3f}, {cell['ci95_high']:.3f}]"
+    text = (f"{cell['mean']:.3f} (n=1)" if cell["ci95_low"] is None
+            else f"{cell['mean']:.3f} [{cell['ci95_low']:.3f}, {cell['ci95_high']:.3f}]")  # fmt: skip
+    open_runs = cell.get("plateau", {}).get("not_reached")
+    if open_runs:
+        text += f" ⚠ {len(open_runs)} of {cell['plateau']['runs']} runs not at a plateau"
+    return text
+
+
+def _plateau_lines(by_fraction: dict[str, Any], fractions: Sequence[float]) -> list[str]:
+    """Each label fraction's plateau check of the runs' train loss, naming runs that failed."""
+    lines = []
+    for fraction in fractions:
+        cell = by_fraction[fraction_key(fraction)]
+        checked = {i: c["plateau"] for i, c in cell.items() if "plateau" in c}
+        if not checked:
+            continue
+        runs = sum(p["runs"] for p in checked.values())
+        failed = [f"{i} seed(s) {', '.join(map(str, p['not_reached']))}"
+                  for i, p in checked.items() if p["not_reached"]]  # fmt: skip
+        reached = runs - sum(len(p["not_reached"]) for p in checked.values())
+        lines.append(f"- {fraction * 100:g}% labels: {reached} of {runs} runs at a plateau"
+                     + (f"; still changing: {'; '.join(failed)}" if failed else ""))  # fmt: skip
+    if not lines:
+        return []
+    return ["Plateau check of the fine-tunes (the train loss's drift over the last third of "
+            "the budget against its step-to-step noise; a cell with runs not at a plateau is "
+            "marked ⚠ above, and a longer budget, `finetune.min_steps`, may change it):", "",
+            *lines, ""]  # fmt: skip
 
 
 def _fmt_difference(d: dict[str, Any], margin: str) -> str:
@@ -147,6 +170,7 @@ def _protocol_section(
     lines += _table(headers, [(i, [_fmt_accuracy(by_fraction[k][i]) for k in keys]) for i in inits]
                     + [(f"majority class ({majority['name']})",
                         [f"{majority['accuracy']:.3f}"] * len(keys))])  # fmt: skip
+    lines += _plateau_lines(by_fraction, fractions)
     lines += ["Macro-F1 (the mean over classes of F1: a model that answers one class scores "
               "low here however large that class), mean over seeds:", ""]  # fmt: skip
     lines += _table(headers, [(i, [f"{by_fraction[k][i]['macro_f1']:.3f}" for k in keys])
@@ -295,45 +319,3 @@ def report_markdown(
     lines += [f"- **{name}:** {value}" for name, value in settings]
     lines.append("")
     return "\n".join(lines)
-
-
-def settings(
-    params: Params, data: ArrayData, rows: Sequence[dict[str, Any]]
-) -> list[tuple[str, str]]:
-    """The report's settings section: ``(name, value)`` lines saying which data, seeds,
-    budgets and models produced the comparison. ``rows`` are the runs (for the fine-tune
-    step counts per label fraction)."""
-    c, f, a, s, lp = (
-        params.compare,
-        params.finetune,
-        params.autoencoder,
-        params.simclr,
-        params.linear_probe,
-    )
-    steps = {r["label_fraction"]: r["steps"] for r in rows if "steps" in r}
-    sizes = {name: len(split) for name, split in data.splits.items()}
-    return [
-        ("dataset", f"{sum(sizes.values()):,} images, {len(data.classes)} classes, "
-                    f"{data.image_size}x{data.image_size} px, {data.channels} channel(s); "
-                    f"split {sizes} from data.split_seed={params.data.split_seed}"),
-        ("seeds", f"{c.seeds}; each seed re-runs pretraining and draws the label subset, head "
-                  "init, data order and dropout masks, so the spread covers all of them; the "
-                  "split and test images are the same for every run"),
-        ("statistics", f"margin ±{c.margin * 100:g} points (compare.margin), correction "
-                       f"{c.correction} (compare.correction), family-wise confidence "
-                       f"{stats.CONFIDENCE:.0%}, power {stats.POWER:.0%} for planning; "
-                       "labelled-subset hashes per seed in reports/compare.json"),
-        ("fine-tune", f"Adam lr {f.lr}, batch {f.batch_size}, max({f.epochs} epochs, "
-                      f"{f.min_steps} steps): " + ", ".join(
-                          f"{steps[x]} steps at {x * 100:g}%" for x in sorted(steps))
-                      + "; final weights tested (no selection on val)"),
-        ("linear probe", f"logistic regression (L-BFGS, C={lp.C}, max_iter {lp.max_iter}) on "
-                         "standardized features of the frozen encoder, after precise BatchNorm "
-                         "on the train images"),
-        ("pretraining", f"autoencoder max({a.epochs} epochs, {a.min_steps} steps), batch "
-                        f"{a.batch_size}; SimCLR max({s.epochs} epochs, {s.min_steps} steps), "
-                        f"batch {s.batch_size}, temperature {s.temperature}; k-means "
-                        f"{params.kmeans.clusters} conv1 filters"),
-        ("model", f"conv blocks {params.model.channels}, dropout {params.model.dropout}, "
-                  f"head {params.model.hidden} units"),
-    ]  # fmt: skip

@@ -40,3 +40,29 @@ def collect_runs(
             found[key] = path
             rows.append(row)
     return rows
+
+
+def pretraining_reports(
+    folder: str | os.PathLike[str], strategies: Collection[str], seeds: Collection[int]
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """The reports of the pretraining runs under ``folder``, laid out as every init
+    strategy writes them (``<strategy>/seed<S>.json`` beside ``seed<S>.pt``), for the
+    ``strategies`` and ``seeds`` asked; strategies without a report that records its
+    budget (``steps``) are left out.
+
+    Returns:
+        ``{strategy: {seed: report}}``.
+
+    Raises:
+        InitbenchError: a report of an asked strategy and seed is missing, naming it.
+    """
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for strategy in strategies:
+        for seed in sorted(seeds):
+            path = Path(folder) / strategy / f"seed{seed}.json"
+            if not path.is_file():
+                raise InitbenchError(f"{path}: not found; run `dvc repro` to pretrain it")
+            report = json.loads(path.read_text())
+            if "steps" in report:
+                out.setdefault(strategy, {})[seed] = report
+    return out

@@ -142,7 +142,8 @@ def summarize(
         holds ``tests`` (the number of init-vs-random tests, those with 2 or more seeds),
         ``correction``, ``confidence``, ``margin``, ``power`` and ``planning_alpha``. A
         cell holds ``mean``, ``std``, ``n``, ``ci95_low``, ``ci95_high`` of test accuracy
-        over seeds and ``macro_f1`` (mean); every init but random also ``vs_random``: the
+        over seeds, ``macro_f1`` (mean) and, for runs that record one, ``plateau`` (``runs``
+        and the seeds ``not_reached``); every init but random also ``vs_random``: the
         paired difference ``diff``, its standard error parts ``se_seeds`` and ``se_test``,
         ``df``, ``p`` and ``p_adjusted``, the interval ``low``/``high`` at ``confidence``,
         ``tost_p`` and ``tost_p_adjusted``, ``verdict`` and ``qualifier``, the probability
@@ -168,6 +169,11 @@ def summarize(
                 cell[init] = {k: _round(v) if k != "n" else v for k, v in
                               stats.t_interval([r["accuracy"] for r in runs]).items()}  # fmt: skip
                 cell[init]["macro_f1"] = _round(float(np.mean([r["macro_f1"] for r in runs])))
+                if all("plateau" in r for r in runs):
+                    cell[init]["plateau"] = {
+                        "runs": len(runs),
+                        "not_reached": [r["seed"] for r in runs if not r["plateau"]["reached"]],
+                    }
                 if init != REFERENCE:
                     diff, tests = _difference(runs, reference_runs, test_labels, margin)
                     cell[init]["vs_random"] = {}

@@ -54,6 +54,9 @@ class Dataset:
     #: integer images of more than 8 bits: ``{"images", "bit_depth", "max_value",
     #: "bit_depth_param"}`` (see :mod:`initbench.data.ingest`); empty when there were none
     high_bit: dict = field(default_factory=dict)
+    #: kept pictures listed by their size: ``{"small" | "sliver": [{"path", "note"}]}``
+    #: (:func:`initbench.data.decode.size_note`); empty when there were none
+    flagged: dict = field(default_factory=dict)
 
 
 def channel_stats(
@@ -120,6 +123,25 @@ class ArrayData:
     mean: list[float]
     std: list[float]
     splits: dict[str, Split]
+
+
+def dataset_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files :func:`save_dataset` writes in ``folder``."""
+    folder = Path(folder)
+    arrays = [folder / f"{name}_{kind}.npy" for name in SPLITS for kind in ("images", "labels")]
+    return [folder / "classes.json", folder / "meta.json", *arrays]
+
+
+def check_dataset(folder: str | os.PathLike[str]) -> None:
+    """Check that ``folder`` holds a dataset without reading it (before starting more
+    processes that each would fail on it).
+
+    Raises:
+        DataError: as :func:`load_dataset`, naming the first missing file.
+    """
+    for path in dataset_files(folder):
+        if not path.is_file():
+            raise DataError(f"{path}: missing; run the ingest stage (`dvc repro`)")
 
 
 def load_dataset(folder: str | os.PathLike[str]) -> ArrayData:

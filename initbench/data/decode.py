@@ -3,7 +3,9 @@
 Aspect policy: each image is EXIF-rotated upright, then resized so its shorter
 side is ``image_size`` and center-cropped to ``image_size x image_size``
 (``PIL.ImageOps.fit``, bilinear, antialiased). Nothing is stretched; the
-edges of the longer side are cut.
+edges of the longer side are cut. Pictures of at most 2 px a side are skipped; slivers
+(shorter side under a quarter of the longer) and small pictures (upscaled more than 4x)
+are kept and listed (:func:`size_note`).
 
 Colour policy: transparent pixels are composited onto white; CMYK, palette and
 1-bit images are converted; RGB becomes grayscale by ITU-R 601 luma when
@@ -69,7 +71,8 @@ class HighBitImage:
     max_value: int
 
 
-#: What decoding one file gives: the image, or ``None`` and why the file was skipped.
+#: What decoding one file gives: the image and a note on its size (:func:`size_note`, or
+#: ``None``), or ``None`` and why the file was skipped.
 DecodeResult = tuple[np.ndarray | HighBitImage | None, str | None]
 
 
@@ -148,11 +151,43 @@ def _unswap_tiff_size(image: Image.Image) -> None:
         image._size = stored
 
 
+#: Pictures whose shorter side is at most this many pixels are skipped: tracking pixels
+#: and spacers, not pictures of anything.
+DEGENERATE_PX = 2
+#: A picture upscaled by more than this factor (shorter side under ``image_size / 4``) is
+#: kept but listed as small: it holds far less detail than the others.
+SMALL_UPSCALE = 4
+#: A picture whose shorter side is under this share of its longer side is kept but listed
+#: as a sliver: the center crop keeps less than that share of it.
+SLIVER_RATIO = 0.25
+
+
+def size_note(width: int, height: int, image_size: int) -> str | None:
+    """``"small: 5x7 px"`` or ``"sliver: 4000x10 px, the crop keeps 0.25%"`` for a kept
+    picture of that size (oriented, as decoded) that the report lists, else ``None``.
+
+    Raises:
+        ValueError: a degenerate picture (:data:`DEGENERATE_PX`): the reason it is skipped.
+    """
+    short, long = min(width, height), max(width, height)
+    if short <= DEGENERATE_PX:
+        raise ValueError(f"degenerate: {width}x{height} px (a tracking pixel or a spacer?)")
+    if short / long < SLIVER_RATIO:
+        return f"sliver: {width}x{height} px, the center crop keeps {short / long:.2%} of it"
+    if short * SMALL_UPSCALE < image_size:
+        return f"small: {width}x{height} px, upscaled {image_size / short:.0f}x"
+    return None
+
+
 def decode_file(
-    path: str | os.PathLike[str], image_size: int, channels: int
+    path: str | os.PathLike[str], image_size: int, channels: int, notes: list[str] | None = None
 ) -> np.ndarray | HighBitImage:
     """Decode one file: uint8 ``(channels, image_size, image_size)``, or a
-    :class:`HighBitImage` for integer grayscale of more than 8 bits."""
+    :class:`HighBitImage` for integer grayscale of more than 8 bits. A note on its size
+    (:func:`size_note`) is appended to ``notes`` when given.
+
+    Raises:
+        ValueError: an empty file or a degenerate picture; and whatever Pillow raises."""
     if os.path.getsize(path) == 0:
         raise ValueError("empty file")
     with Image.open(path) as image:
@@ -161,7 +196,12 @@ def decode_file(
             image.draft(None, (image_size, image_size))
         _unswap_tiff_size(image)
         image.load()
-        image = ImageOps.exif_transpose(image)
+        # In place: without an orientation tag, a copy would double the peak memory of a
+        # large image (a 12000x9000 PNG: 578 MB -> 1 GB a decoder).
+        ImageOps.exif_transpose(image, in_place=True)
+        note = size_note(*image.size, image_size)
+        if note is not None and notes is not None:
+            notes.append(note)
         if image.mode in _HIGH_BIT_MODES:
             return _high_bit(image, image_size)
         image = _flatten_alpha(_to_8bit_mode(image))
@@ -180,18 +220,35 @@ def over_bit_depth(max_value: int, bit_depth: int) -> str:
     )
 
 
+def _unreadable_kind(path: str) -> str:
+    """Why Pillow could not identify ``path``: a HEIC/HEIF container (an ISO-BMFF ``ftyp``
+    box, as iPhones write, whatever the file's extension) says so; else not an image."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp":
+        brand = head[8:12].decode("ascii", errors="replace").strip()
+        return (f"a HEIC/HEIF file (ISO-BMFF brand {brand!r}), which the pinned Pillow does not "
+                "read: convert it to JPEG or PNG")  # fmt: skip
+    return "not an image (Pillow cannot identify it)"
+
+
 def decode_or_reason(path: str, image_size: int, channels: int) -> DecodeResult:
-    """Worker: the array (or :class:`HighBitImage`), or ``None`` and why the file was skipped."""
+    """Worker: the array (or :class:`HighBitImage`) with a note on its size, or ``None``
+    and why the file was skipped."""
+    notes: list[str] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Truncated File Read", reported below instead
-            return decode_file(path, image_size, channels), None
+            return decode_file(path, image_size, channels, notes), (notes[0] if notes else None)
     except Image.DecompressionBombError as exc:
         return None, f"too large: {exc}"
     except (OSError, ValueError, SyntaxError, EOFError, Image.UnidentifiedImageError) as exc:
         message = str(exc) or type(exc).__name__
         if "cannot identify image file" in message:
-            message = "not an image (Pillow cannot identify it)"
+            message = _unreadable_kind(path)
         elif "truncated" in message.lower():
             message = "truncated: " + message
         return None, message

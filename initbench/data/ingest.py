@@ -26,11 +26,14 @@ logic in :mod:`initbench.data.split`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import multiprocessing
 import os
+import signal
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -51,7 +54,7 @@ from initbench.data.decode import (
     over_bit_depth,
     to_uint8,
 )
-from initbench.data.scan import Scan, scan_folder
+from initbench.data.scan import Scan, class_files_note, scan_folder
 from initbench.data.split import (
     duplicate_groups,
     group_labels,
@@ -71,6 +74,23 @@ def default_workers() -> int:
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, 8))
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process while the block runs, so processes started in it
+    ignore it for good (an ignored signal stays ignored across exec, and Python keeps it
+    so). Ctrl-C then reaches only this process, which cancels the work; a worker still
+    importing when it comes would otherwise print its own traceback. A Ctrl-C during the
+    block itself (starting the processes: milliseconds) is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -115,7 +135,8 @@ def iter_decoded(
         def submit(paths: list[str]) -> _Chunk:
             return _Chunk(paths, pool.submit(decode_chunk, paths, image_size, channels))
 
-        started = [pool.submit(os.getpid) for _ in range(workers - 1)]  # start them all now
+        with _sigint_ignored():  # the workers inherit it: Ctrl-C stops this process only
+            started = [pool.submit(os.getpid) for _ in range(workers - 1)]  # start them all now
         try:
             while not any(ping.done() for ping in started):
                 paths = next(chunks, None)
@@ -207,6 +228,7 @@ def ingest(
         skipped=decoded.skipped,
         ignored=scan.ignored,
         high_bit=decoded.high_bit,
+        flagged=decoded.flagged,
     )
 
 
@@ -220,6 +242,7 @@ class _Decoded:
     labels: list[int]
     skipped: list[dict[str, str]]
     high_bit: dict
+    flagged: dict[str, list[dict[str, str]]]
 
 
 def _decode_into(
@@ -239,6 +262,7 @@ def _decode_into(
     kept_paths: list[str] = []
     kept_labels: list[int] = []
     skipped: list[dict[str, str]] = []
+    flagged: dict[str, list[dict[str, str]]] = {}  # kind -> kept pictures listed by size
     waiting: dict[int, np.ndarray] = {}  # row -> uint16 pixels, for the dataset's bit depth
     high_bit_images, high_bit_max = 0, 0
     decoded = iter_decoded(scan.root, relpaths, image_size, channels, workers)
@@ -257,10 +281,12 @@ def _decode_into(
                     row = to_uint8(result.values, bit_depth)
         if row is None:
             skipped.append({"path": rel, "reason": str(reason)})
-        else:
-            images[len(kept_paths)] = row
-            kept_paths.append(rel)
-            kept_labels.append(label)
+            continue
+        if reason:  # a kept picture's size note: "small: ..." or "sliver: ..."
+            flagged.setdefault(reason.split(":", 1)[0], []).append({"path": rel, "note": reason})
+        images[len(kept_paths)] = row
+        kept_paths.append(rel)
+        kept_labels.append(label)
     depth = bit_depth_of(high_bit_max) if bit_depth == "auto" else bit_depth
     for index, values in waiting.items():
         images[index] = to_uint8(values, depth)
@@ -270,6 +296,7 @@ def _decode_into(
         labels=kept_labels,
         skipped=skipped,
         high_bit=_high_bit_report(high_bit_images, depth, high_bit_max, bit_depth),
+        flagged=flagged,
     )
 
 
@@ -294,6 +321,7 @@ def _check_class_sizes(
         if count < needed:
             n_skipped = sum(1 for s in skipped if s["path"].split("/", 1)[0] == scan.classes[label])
             detail = f" ({n_skipped} more skipped as unreadable)" if n_skipped else ""
+            detail += class_files_note(scan, scan.classes[label])
             raise DataError(
                 f"{scan.root / scan.classes[label]}/: {count} usable image(s){detail}; a class "
                 f"needs at least {needed} for train/val/test splits of {fractions}. "

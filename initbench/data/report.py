@@ -17,6 +17,7 @@ def summary(dataset: Dataset) -> dict:
         "ignored_files": {kind: [path]}, "duplicates": {"groups", "images",
         "cross_class_groups"}}`` and, when the folder held integer images of more than 8
         bits, ``"high_bit_depth": {"images", "bit_depth", "max_value", "bit_depth_param"}``;
+        when it held small pictures or slivers, ``"flagged": {kind: [{"path", "note"}]}``;
         where ``duplicates`` counts groups of more than one
         identical image, the images beyond the first of each group, and the groups
         whose images sit in more than one class folder.
@@ -29,16 +30,20 @@ def summary(dataset: Dataset) -> dict:
         per_class.append(
             {"class": name} | {s: int((in_class == i).sum()) for i, s in enumerate(SPLITS)}
         )
-    return {
-        "images": len(dataset.labels),
-        "classes": len(dataset.classes),
-        "split": {s: int((dataset.split == i).sum()) for i, s in enumerate(SPLITS)},
-        "per_class": per_class,
-        "skipped": {"count": len(dataset.skipped), "files": dataset.skipped},
-        "ignored": {kind: len(paths) for kind, paths in dataset.ignored.items()},
-        "ignored_files": dataset.ignored,
-        "duplicates": duplicate_counts(dataset.groups, dataset.labels),
-    } | ({"high_bit_depth": dataset.high_bit} if dataset.high_bit else {})
+    return (
+        {
+            "images": len(dataset.labels),
+            "classes": len(dataset.classes),
+            "split": {s: int((dataset.split == i).sum()) for i, s in enumerate(SPLITS)},
+            "per_class": per_class,
+            "skipped": {"count": len(dataset.skipped), "files": dataset.skipped},
+            "ignored": {kind: len(paths) for kind, paths in dataset.ignored.items()},
+            "ignored_files": dataset.ignored,
+            "duplicates": duplicate_counts(dataset.groups, dataset.labels),
+        }
+        | ({"high_bit_depth": dataset.high_bit} if dataset.high_bit else {})
+        | ({"flagged": dataset.flagged} if dataset.flagged else {})
+    )
 
 
 #: A largest class over this many times the smallest is reported: accuracy then rewards
@@ -82,12 +87,20 @@ def report_lines(report: dict, data_root: str) -> tuple[list[str], str]:
             f"(0..{2 ** high['bit_depth'] - 1} -> 0..255, from {how}; data.bit_depth: "
             f"{high['bit_depth_param']})"
         )
+    for kind, items in sorted(report.get("flagged", {}).items()):
+        shown = ", ".join(f"{data_root}/{item['path']}" for item in items[:3])
+        more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+        warnings.append(f"ingest: kept {len(items)} {kind} picture(s) ({items[0]['note']}; "
+                        f"{shown}{more}); listed in ingest.json")  # fmt: skip
     imbalance = imbalance_warning(report["per_class"])
     if imbalance:
         warnings.append(imbalance)
     ignored = ", ".join(f"{n} {kind}" for kind, n in report["ignored"].items() if n)
+    flagged = ", ".join(f"{len(items)} {kind}" for kind, items in
+                        sorted(report.get("flagged", {}).items()))  # fmt: skip
     line = (
         f"ingest: {report['images']} images, {report['classes']} classes, split {report['split']}; "
         f"skipped {report['skipped']['count']} unreadable; ignored {ignored or 'none'}"
+        + (f"; kept but listed: {flagged}" if flagged else "")
     )
     return warnings, line

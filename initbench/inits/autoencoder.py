@@ -21,6 +21,7 @@ from initbench.models.cnn import Encoder
 from initbench.models.sizes import LEAKY_SLOPE
 from initbench.training import distributed
 from initbench.training.loop import EVAL_BATCH_SIZE, Round, batches, optimize, step_budget
+from initbench.training.plateau import Plateau, plateau_check
 
 #: Val images in the stage's reconstruction picture.
 RECONSTRUCTIONS_SHOWN = 16
@@ -118,6 +119,9 @@ class AutoencoderResult:
     history: list[dict[str, float]]
     train_loss: float
     val_loss: float
+    steps: int  # optimizer steps
+    images_seen: int  # training images over all steps (each image once a pair for SimCLR)
+    plateau: Plateau  # the per-step training loss over the last third of the budget
 
 
 def train_autoencoder(
@@ -164,10 +168,13 @@ def train_autoencoder(
         model.train()
 
     model.train()
-    optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
+    losses = optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
              loss_fn=loss_fn, on_round=on_round, desc="autoencoder", device=device)  # fmt: skip
     return AutoencoderResult(
         history=history,
         train_loss=reconstruction_loss(model, normalize, train, device),
         val_loss=history[-1]["val_loss"],
+        steps=steps,
+        images_seen=steps * min(batch_size, len(train)),
+        plateau=plateau_check(losses),
     )

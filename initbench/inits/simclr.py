@@ -23,6 +23,7 @@ from initbench.inits.losses import gathered_nt_xent
 from initbench.models.cnn import Encoder, feature_side, seeded_encoder
 from initbench.training import distributed
 from initbench.training.loop import Round, optimize, step_budget
+from initbench.training.plateau import Plateau, plateau_check
 from initbench.training.probes import encode, knn_accuracy, recalibrate_batchnorm
 
 #: The kNN probe runs before training and at most this many times during it: halfway and
@@ -116,6 +117,9 @@ class SimclrResult:
     knn_accuracy: float
     random_init_knn_accuracy: float
     pairs_per_s: float
+    steps: int  # optimizer steps
+    images_seen: int  # training images over all steps (each image once a pair for SimCLR)
+    plateau: Plateau  # the per-step training loss over the last third of the budget
 
 
 def train_simclr(
@@ -189,7 +193,7 @@ def train_simclr(
             log("BatchNorm statistics are per process: PyTorch's SyncBatchNorm needs CUDA")
         net = distributed.data_parallel(_TwoViews(model), device, seed)  # plain in 1 process
         model.train()
-        optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=order_generator,
+        losses = optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=order_generator,
                  loss_fn=loss_fn, on_round=on_round, desc="simclr", device=device)  # fmt: skip
     return SimclrResult(
         history=history,
@@ -197,4 +201,7 @@ def train_simclr(
         knn_accuracy=history[-1]["knn_accuracy"],
         random_init_knn_accuracy=random_knn,
         pairs_per_s=float(np.mean(rates)),
+        steps=steps,
+        images_seen=steps * min(batch_size, len(train)),
+        plateau=plateau_check(losses),
     )

@@ -63,16 +63,24 @@ def torchrun_command(
     return [*command, "-m", module, *args]
 
 
-def relaunch_under_torchrun(nproc_per_node: int) -> None:
+def relaunch_under_torchrun(nproc_per_node: int, threads: int = 0) -> None:
     """Return at once when this process should do the stage's work itself: it was started
     by torchrun, or it is the only process (``nproc_per_node`` 1 and no ``PET_NNODES``).
-    Otherwise replace this process by torchrun running the same ``python -m`` module with
-    the same arguments (:func:`torchrun_command`); its exit status becomes the stage's.
+    Otherwise run torchrun on the same ``python -m`` module with the same arguments
+    (:func:`torchrun_command`), print what its processes print without torchrun's own
+    lines (:class:`~initbench.training.torchrun_log.TorchrunLog`: each ``error:`` line
+    once, a failed process named in one line), and exit with its status. Check the
+    stage's inputs before calling this, so a bad one is reported once, by one process.
+
+    ``OMP_NUM_THREADS`` is set for the processes, unless it is set already: ``threads``
+    (params.yaml's), or with 0 the CPUs shared out among the processes; torchrun then
+    prints no banner about it.
 
     Raises:
         ValueError: ``nproc_per_node`` is below 1.
         InitbenchError: the program was not started with ``python -m`` (torchrun needs the
             module's name).
+        SystemExit: with torchrun's exit status, once it is done.
     """
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
@@ -82,9 +90,45 @@ def relaunch_under_torchrun(nproc_per_node: int) -> None:
     if spec is None:
         raise InitbenchError("run the stage as `python -m stages.<name>` to use several processes")
     command = torchrun_command(nproc_per_node, spec.name, sys.argv[1:])
+    env = dict(os.environ)
+    env.setdefault(
+        "OMP_NUM_THREADS", str(threads or max(1, (os.cpu_count() or 1) // nproc_per_node))
+    )
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(command[0], command)
+    sys.exit(run_torchrun(command, env, nproc_per_node))
+
+
+def run_torchrun(command: Sequence[str], env: Mapping[str, str], nproc: int) -> int:
+    """Run ``command`` (torchrun), its stderr filtered through a
+    :class:`~initbench.training.torchrun_log.TorchrunLog`; return its exit status. A Ctrl-C
+    reaches torchrun and its processes too: their lines are still read to the end, then
+    it is raised here."""
+    import subprocess
+
+    from initbench.training.torchrun_log import TorchrunLog
+
+    log = TorchrunLog(nproc)
+    interrupted = False
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True,
+                          errors="replace") as process:  # fmt: skip
+        assert process.stderr is not None
+        while True:
+            try:
+                line = process.stderr.readline()
+            except KeyboardInterrupt:
+                interrupted = True
+                continue
+            if not line:
+                break
+            for shown in log.feed(line.rstrip("\n")):
+                print(shown, file=sys.stderr, flush=True)
+        returncode = process.wait()
+    if interrupted or "interrupted" in log.errors:
+        raise KeyboardInterrupt
+    for shown in log.finish(returncode):
+        print(shown, file=sys.stderr)
+    return returncode
 
 
 def join_process_group(device: torch.device) -> torch.device:

@@ -157,8 +157,9 @@ def optimize(
     device: torch.device | None = None,
     precision: MixedPrecision | None = None,
     max_rounds: int = MAX_ROUNDS,
-) -> None:
-    """Run ``steps`` optimizer steps over seeded reshuffled passes of ``split``.
+) -> list[float]:
+    """Run ``steps`` optimizer steps over seeded reshuffled passes of ``split``; return
+    each step's loss (of the global batch), for :func:`initbench.training.plateau.plateau_check`.
 
     ``loss_fn(images, labels)`` gets each batch of ``min(batch_size, len(split))`` images,
     already on ``device`` (default CPU), and returns its mean loss. It runs inside
@@ -184,6 +185,7 @@ def optimize(
     ends = round_ends(steps, per_epoch, max_rounds)
     rank, world = distributed.rank(), distributed.world_size()
     step, loss_sum, seen, start = 0, 0.0, 0, time.perf_counter()
+    losses: list[float] = []
     # A bar on a terminal only (disable=None): in a log file or CI its refreshes would be
     # most of the lines; the per-round lines of ``on_round`` say the same there.
     quiet = None if distributed.is_local_main() else True
@@ -197,7 +199,8 @@ def optimize(
                 precision.step(loss, optimizer)
                 step += 1
                 images_in_step = len(images) * world  # the global batch, padding included
-                loss_sum += distributed.mean_over_ranks(loss) * images_in_step
+                losses.append(distributed.mean_over_ranks(loss))
+                loss_sum += losses[-1] * images_in_step
                 seen += images_in_step
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
@@ -208,3 +211,4 @@ def optimize(
                     loss_sum, seen, start = 0.0, 0, time.perf_counter()
                 if step == steps:
                     break
+    return losses

@@ -10,6 +10,7 @@ pretrained encoders whose statistics were fitted to the data.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,6 +122,42 @@ class ProbeResult:
     iterations: int  # L-BFGS iterations
     converged: bool
     predictions: np.ndarray  # int64 (M,): the predicted class of each test image
+    C: float  # the inverse L2 strength used
+    cv_folds: int  # the folds that chose it; 0: one candidate, or too few labels to fold
+
+
+def choose_C(
+    features: np.ndarray, labels: np.ndarray, Cs: Sequence[float], folds: int, seed: int,
+    max_iter: int,
+) -> tuple[float, int]:  # fmt: skip
+    """Choose C by stratified k-fold cross-validation on the labelled subset alone (mean
+    accuracy, the first of equals in ``Cs`` order): a hyperparameter chosen on labels the
+    run has, never on test labels.
+
+    ``folds`` drops to the smallest class's size when that is fewer; below 2 there is no
+    cross-validation and the middle of ``Cs`` (sorted) is used.
+
+    Returns:
+        ``(C, folds used)``; ``folds used`` is 0 when nothing was cross-validated.
+    """
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    candidates = sorted(Cs)
+    folds = min(folds, int(np.bincount(labels)[np.unique(labels)].min()))
+    if len(candidates) == 1 or folds < 2:
+        return candidates[len(candidates) // 2], 0
+    search = GridSearchCV(
+        _probe(candidates[0], max_iter), {"logisticregression__C": candidates},
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring="accuracy",
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(features, labels)
+    return float(search.best_params_["logisticregression__C"]), folds
+
+
+def _probe(C: float, max_iter: int):
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
 
 
 def linear_probe(
@@ -129,27 +166,31 @@ def linear_probe(
     test_features: np.ndarray,
     test_labels: np.ndarray,
     *,
-    C: float,  # scikit-learn's name
+    Cs: Sequence[float],  # scikit-learn's name
     max_iter: int,
+    cv_folds: int = 5,
+    seed: int = 0,
 ) -> ProbeResult:
     """Linear probe: multinomial logistic regression (L-BFGS, L2 penalty ``1 / C``) on
     features standardized with the train features' mean and std, a fixed affine map, so
-    the classifier stays one linear layer. No hyperparameter is selected on labels.
+    the classifier stays one linear layer. C is chosen among ``Cs`` by cross-validation on
+    the train (labelled) features only (:func:`choose_C`, folds seeded by ``seed``).
 
     Args:
         train_features: ``(N, D)``; train_labels: ``(N,)`` with at least 2 classes;
         test_features: ``(M, D)``; test_labels: ``(M,)``.
 
     Returns:
-        Test accuracy, macro-F1 and predictions, and whether L-BFGS converged within
-        ``max_iter``.
+        Test accuracy, macro-F1 and predictions, the C used and its folds, and whether
+        L-BFGS converged within ``max_iter``.
 
     Raises:
         ValueError: fewer than 2 classes among ``train_labels``.
     """
     if len(np.unique(train_labels)) < 2:
         raise ValueError("a linear probe needs train labels of at least 2 classes")
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    C, folds = choose_C(train_features, train_labels, Cs, cv_folds, seed, max_iter)
+    model = _probe(C, max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # reported as `converged`
         model.fit(train_features, train_labels)
@@ -161,4 +202,6 @@ def linear_probe(
         iterations=iterations,
         converged=iterations < max_iter,
         predictions=predicted.astype(np.int64),
+        C=C,
+        cv_folds=folds,
     )

@@ -10,9 +10,14 @@ from torch import nn
 from tqdm import tqdm
 
 from initbench.data.dataset import Split
-from initbench.data.transforms import Normalize
+from initbench.data.transforms import Normalize, crop_flip, crop_padding
 from initbench.training import distributed
 from initbench.training.loop import EVAL_BATCH_SIZE, Round, batches, optimize, step_budget
+from initbench.training.plateau import Plateau, plateau_check
+
+#: Offset of the augmentation stream's seed from the run's: its own generator, so turning
+#: augmentation on or off leaves the data order and dropout masks as they were.
+AUGMENT_STREAM = 7919
 
 
 @dataclass
@@ -52,6 +57,7 @@ class FitResult:
 
     history: list[dict[str, float]]  # one row a round, see :func:`fit`
     steps: int  # the step budget, :func:`initbench.training.loop.step_budget`
+    plateau: Plateau  # the train loss over the last third of the budget
 
 
 def fit(
@@ -67,6 +73,7 @@ def fit(
     seed: int,
     device: torch.device,
     freeze_encoder: bool = False,
+    augment: bool = False,
     log: Callable[[str], None] = tqdm.write,
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> FitResult:
@@ -79,6 +86,11 @@ def fit(
     use more labels than a low-label run trains on. ``val`` is only watched, once a round,
     so the history shows whether training reached a plateau.
 
+    With ``augment`` every training batch is cropped and flipped
+    (:func:`initbench.data.transforms.crop_flip`) from a generator of its own, seeded from
+    ``seed``: runs of one seed see the same views whatever their init. In a process group
+    each process draws from its own seed (:func:`initbench.training.distributed.rank_seed`).
+
     With ``freeze_encoder`` only the head trains and the encoder stays in eval mode; call
     :func:`initbench.training.probes.recalibrate_batchnorm` first so its BatchNorm statistics fit
     the data.
@@ -87,7 +99,8 @@ def fit(
     global batch (:func:`optimize`), and every process evaluates ``val`` alike.
 
     Returns:
-        The steps taken and the history, one row a round: ``step``, ``epoch``, ``train_loss``, ``train_accuracy``,
+        The steps taken, the plateau check of the per-step train loss
+        (:func:`initbench.training.plateau.plateau_check`) and the history, one row a round: ``step``, ``epoch``, ``train_loss``, ``train_accuracy``,
         ``val_loss``, ``val_accuracy``.
     """
     if freeze_encoder:
@@ -96,6 +109,8 @@ def fit(
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr)
     generator = torch.Generator().manual_seed(seed)
+    views = torch.Generator().manual_seed(distributed.rank_seed(seed + AUGMENT_STREAM))
+    padding = crop_padding(train.images.shape[-1])
     steps = step_budget(len(train), batch_size, epochs, min_steps)
     history: list[dict[str, float]] = []
     correct, counted = 0, 0
@@ -109,6 +124,8 @@ def fit(
     def loss_fn(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         nonlocal correct, counted
         images, labels = images.to(device), labels.to(device)
+        if augment:
+            images = crop_flip(images, views, padding)
         logits = net(normalize(images))
         correct += (logits.argmax(1) == labels).sum().item()
         counted += len(labels)
@@ -139,6 +156,6 @@ def fit(
         train_mode()
 
     train_mode()
-    optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
-             loss_fn=loss_fn, on_round=on_round, desc="train", device=device)  # fmt: skip
-    return FitResult(history, steps)
+    losses = optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
+                      loss_fn=loss_fn, on_round=on_round, desc="train", device=device)  # fmt: skip
+    return FitResult(history, steps, plateau_check(losses))

@@ -1,0 +1,90 @@
+"""The report's settings section: which data, seeds, budgets and models produced the
+comparison, with each budget's plateau check and the pretraining compute per method."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from initbench.comparison import stats
+from initbench.data.dataset import ArrayData
+from initbench.params import Params
+
+#: Pretraining reports that carry a budget: ``artifacts/init/<strategy>/seed<S>.json``.
+TRAINED_INITS = {"autoencoder": "train MSE", "simclr": "NT-Xent"}
+
+
+def _seeds(seeds: Sequence[Any]) -> str:
+    return ", ".join(map(str, seeds))
+
+
+def pretraining_line(strategy: str, reports: dict[int, dict[str, Any]], params: Params) -> str:
+    """One method's pretraining compute and plateau checks over seeds: steps, images seen
+    (pairs of views for SimCLR) and which seeds ended still falling, with the command that
+    gives a longer budget."""
+    first = next(iter(reports.values()))
+    unit = "pairs of views" if strategy == "simclr" else "images"
+    line = (f"{first['steps']:,} steps, {first['images_seen']:,} {unit} a seed; "
+            f"{TRAINED_INITS[strategy]} ")  # fmt: skip
+    open_seeds = [s for s, r in reports.items() if not r["plateau"]["reached"]]
+    if not open_seeds:
+        return line + f"at a plateau at every seed ({_seeds(reports)})"
+    worst = max((reports[s]["plateau"] for s in open_seeds), key=lambda p: abs(p["change"]))
+    epochs = getattr(params, strategy).epochs
+    return line + (
+        f"NOT at a plateau at seed(s) {_seeds(open_seeds)} (over the last third it still "
+        f"changed by up to {worst['change']:+.3g}, against noise {worst['noise']:.3g}): a "
+        f"short default; a longer budget is `dvc exp run -S {strategy}.epochs={epochs * 4}`"
+    )
+
+
+def settings(
+    params: Params,
+    data: ArrayData,
+    rows: Sequence[dict[str, Any]],
+    pretraining: dict[str, dict[int, dict[str, Any]]],
+) -> list[tuple[str, str]]:
+    """``(name, value)`` lines for the report.
+
+    Args:
+        rows: the runs (fine-tune step counts per label fraction, probe C).
+        pretraining: ``{strategy: {seed: report}}`` of the methods in
+            :data:`TRAINED_INITS` that the comparison includes.
+    """
+    c, f, a, s, lp = (params.compare, params.finetune, params.autoencoder, params.simclr,
+                      params.linear_probe)  # fmt: skip
+    steps = {r["label_fraction"]: r["steps"] for r in rows if "steps" in r}
+    chosen = sorted({r["C"] for r in rows if "C" in r})
+    sizes = {name: len(split) for name, split in data.splits.items()}
+    lines = [
+        ("dataset", f"{sum(sizes.values()):,} images, {len(data.classes)} classes, "
+                    f"{data.image_size}x{data.image_size} px, {data.channels} channel(s); "
+                    f"split {sizes} from data.split_seed={params.data.split_seed}"),
+        ("seeds", f"{c.seeds}; each seed re-runs pretraining and draws the label subset, head "
+                  "init, data order, augmentation and dropout masks, so the spread covers all "
+                  "of them; the split and test images are the same for every run"),
+        ("statistics", f"margin ±{c.margin * 100:g} points (compare.margin), correction "
+                       f"{c.correction} (compare.correction), family-wise confidence "
+                       f"{stats.CONFIDENCE:.0%}, power {stats.POWER:.0%} for planning; "
+                       "labelled-subset hashes per seed in reports/compare.json"),
+        ("fine-tune", f"Adam lr {f.lr}, batch {f.batch_size}, max({f.epochs} epochs, "
+                      f"{f.min_steps} steps): " + ", ".join(
+                          f"{steps[x]} steps at {x * 100:g}%" for x in sorted(steps))
+                      + ("; random crop and flip of every batch (finetune.augment)" if f.augment
+                         else "; no augmentation (finetune.augment: false)")
+                      + "; final weights tested (no selection on val)"),
+        ("linear probe", f"logistic regression (L-BFGS, max_iter {lp.max_iter}) on standardized "
+                         "features of the frozen encoder, after precise BatchNorm on the train "
+                         f"images; C from {lp.Cs} by {lp.cv_folds}-fold cross-validation on each "
+                         "run's labelled subset (never test labels): chosen "
+                         + (", ".join(f"{x:g}" for x in chosen) or "-")),
+        ("pretraining", f"autoencoder max({a.epochs} epochs, {a.min_steps} steps), batch "
+                        f"{a.batch_size}; SimCLR max({s.epochs} epochs, {s.min_steps} steps), "
+                        f"batch {s.batch_size}, temperature {s.temperature}; k-means "
+                        f"{params.kmeans.clusters} conv1 filters, no gradient steps"),
+    ]  # fmt: skip
+    lines += [(f"{name} compute", pretraining_line(name, reports, params))
+              for name, reports in pretraining.items()]  # fmt: skip
+    lines.append(("model", f"conv blocks {params.model.channels}, dropout "
+                           f"{params.model.dropout}, head {params.model.hidden} units"))  # fmt: skip
+    return lines
