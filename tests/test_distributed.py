@@ -319,7 +319,7 @@ KILLED = """
 Setting OMP_NUM_THREADS environment variable for each process to be 1 in default, to avoid your system being overloaded, please further tune the variable for optimal performance in your application as needed.
 *****************************************
 W1207 21:52:04.602000 9542 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 9548 closing signal SIGTERM
-E1207 21:52:04.610000 9542 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: -9) local_rank: 1 (pid: 9549) of binary: /usr/bin/python
+E1207 21:52:04.610000 9542 .venv/lib/python3.11/site-packages/torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: -9) local_rank: 1 (pid: 9549) of binary: /usr/bin/python
 Traceback (most recent call last):
   File "<frozen runpy>", line 198, in _run_module_as_main
   File "/venv/lib/python3.11/site-packages/torch/distributed/run.py", line 1142, in <module>

@@ -982,12 +982,13 @@ def _run_stage(monkeypatch, root: Path, out: Path, **data_params) -> dict[str, s
     """Run ``stages.ingest.main`` with these ``data`` params; return manifest path -> split."""
     monkeypatch.syspath_prepend(str(REPO))
     stage = importlib.import_module("stages.ingest")
+    params_module = importlib.import_module("initbench.params")  # main imports it when run
     params = {"image_size": 8, "channels": 1, "val_fraction": VAL, "test_fraction": TEST,
               "bit_depth": "auto"}  # fmt: skip
     params.update(data_params)
     seed = params.pop("seed", 0)
     fake = SimpleNamespace(seed=seed, data=SimpleNamespace(**params))
-    monkeypatch.setattr(stage, "load_params", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(params_module, "load_params", lambda *args, **kwargs: fake)
     argv = ["ingest", "--data", str(root), "--out", str(out / "dataset"),
             "--report", str(out / "ingest.json")]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)

@@ -182,8 +182,10 @@ def _protocol_section(
     diffs = {i: [by_fraction[k][i]["vs_random"] for k in keys] for i in others}
     lines += [f"Paired difference against {REFERENCE}, points of accuracy [interval], verdict:", ""]
     lines += _table(headers, [(i, [_fmt_difference(d, margin) for d in diffs[i]]) for i in others])
-    lines += ["Standard error of the difference by source, points (more seeds shrink only the "
-              "first):", ""]  # fmt: skip
+    lines += ["Standard error of the difference by source, points. *Test set*: what another "
+              "sample of test images would change and more seeds would not; the per-image "
+              "noise that differs from seed to seed averages out over seeds and is counted "
+              "under *seeds*:", ""]  # fmt: skip
     lines += _table(headers, [(i, [_fmt_noise(d) for d in diffs[i]]) for i in others])
     lines += ["Probability of improvement: seeds on which the init beats random; test images "
               "(over seeds) only the init gets right vs only random gets right:", ""]  # fmt: skip

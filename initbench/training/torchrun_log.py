@@ -16,7 +16,7 @@ import signal
 from dataclasses import dataclass, field
 
 #: A log line of torchrun's agent (glog format, from torch.distributed's own modules).
-_AGENT_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ torch/distributed/\S+\] ")
+_AGENT_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S*torch/distributed/\S+\] ")
 _BANNER = ("*" * 20, "Setting OMP_NUM_THREADS environment variable for each process")
 _FAILED = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"
 
