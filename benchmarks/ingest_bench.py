@@ -3,6 +3,7 @@
     python benchmarks/ingest_bench.py                     # 1k, 4k, 16k mixed-size JPEGs, 3 rounds
     python benchmarks/ingest_bench.py --sizes 1000 --rounds 1
     python benchmarks/ingest_bench.py --scale 100000      # 10k and 100k small JPEGs, ours only
+    python benchmarks/ingest_bench.py --panorama 6        # 108-Mpixel PNGs: peak memory
 
 Inputs are generated in a temporary folder outside the repo (``--tmpdir``, default the
 system's) and removed afterwards. Both sides run as subprocesses from the repo root:
@@ -306,11 +307,47 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def panorama_figures(tmpdir: str | os.PathLike[str], n: int) -> list[dict]:
+    """Ours on ``n`` copies of a 12000x9000 PNG panorama beside 12 small pictures: the peak
+    memory of the process tree when every decoder may meet a 108-Mpixel picture (at most
+    ``initbench.data.ingest.LARGE_SLOTS`` of them decode at once).
+
+    Returns:
+        One dict: ``panoramas``, ``ours_s``, ``ours_peak_mb``, ``ours_max_process_mb``.
+
+    Raises:
+        ValueError: ``tmpdir`` is inside the repo.
+        RuntimeError: the stage failed.
+    """
+    tmpdir = _check_outside_repo(Path(tmpdir))
+    folder = tmpdir / "panoramas"
+    rng = np.random.default_rng(0)
+    column = np.linspace(230, 60, 9000, dtype=np.float32)[:, None]
+    sky = Image.fromarray(np.repeat(column, 4, axis=1).astype(np.uint8)).resize((12000, 9000))
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(
+                folder / name / f"small{i}.png")  # fmt: skip
+    first = folder / "a" / "pano0.png"
+    sky.save(first)
+    for i in range(1, n):
+        shutil.copyfile(first, folder / ("a", "b")[i % 2] / f"pano{i}.png")
+    work = tmpdir / "run_ours"
+    work.mkdir()
+    run = run_measured(_ours(folder, work), work / "log.txt")
+    return [{"panoramas": n, "ours_s": round(run["seconds"], 1),
+             "ours_peak_mb": round(run["peak_rss_mb"]),
+             "ours_max_process_mb": round(run["max_process_mb"])}]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
     parser.add_argument("--rounds", type=int, default=None, help="default: 3, or 1 with --scale")
     parser.add_argument("--scale", type=int, metavar="N", help="N small JPEGs, ours only")
+    parser.add_argument("--panorama", type=int, metavar="N",
+                        help="N 12000x9000 PNG panoramas, ours only: the memory bound")  # fmt: skip
     parser.add_argument("--tmpdir", help="where to generate inputs (default: system temp)")
     parser.add_argument("--json", action="store_true", help="print rows as JSON, not a table")
     parser.add_argument("--baseline", type=Path, help=argparse.SUPPRESS)  # the measured loop
@@ -323,7 +360,9 @@ def main() -> None:
         return
     tmpdir = Path(tempfile.mkdtemp(prefix="initbench-ingest-bench-", dir=args.tmpdir))
     try:
-        if args.scale:
+        if args.panorama:
+            rows = panorama_figures(tmpdir, args.panorama)
+        elif args.scale:
             rows = scale_figures(tmpdir, args.scale, args.rounds or 1)
         else:
             rows = ingest_figures(tmpdir, tuple(args.sizes), args.rounds or 3)

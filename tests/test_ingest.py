@@ -782,7 +782,7 @@ class _FakePool:
     workers_start = True
     workers_decode = True
 
-    def __init__(self, max_workers: int, mp_context) -> None:
+    def __init__(self, max_workers: int, mp_context, initializer=None, initargs=()) -> None:
         self.max_workers = max_workers
         self.chunks: list[Future] = []
         self.pings = 0
@@ -1275,3 +1275,46 @@ def test_the_ingest_stage_module_loads_no_params_for_its_workers():
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert result.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- large pictures
+
+
+def test_a_large_picture_decodes_only_while_its_decoder_holds_a_slot(tmp_path, monkeypatch):
+    import fcntl
+    import threading
+    import time
+
+    path = _save(tmp_path / "big.png", _noise(0, size=40))
+    monkeypatch.setattr(decode, "LARGE_PIXELS", 40 * 40 - 1)  # this picture counts as large
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    (slots / "slot0").touch()
+    decode.set_large_slots(slots)
+    held = os.open(slots / "slot0", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another decoder holds the only slot
+        done = []
+        worker = threading.Thread(target=lambda: done.append(decode.decode_file(path, 8, 1)))
+        worker.start()
+        time.sleep(0.3)
+        assert worker.is_alive() and not done  # waits for the slot
+        small = _save(tmp_path / "small.png", _noise(1, size=30))
+        assert decode.decode_file(small, 8, 1).shape == (1, 8, 8)  # a small one does not wait
+        os.close(held)  # releases it
+        worker.join(timeout=10)
+        assert done and done[0].shape == (1, 8, 8)
+        again = os.open(slots / "slot0", os.O_RDWR)
+        fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and it gave the slot back
+        os.close(again)
+    finally:
+        decode.set_large_slots(None)
+
+
+def test_a_decoder_without_slot_files_decodes_unbounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(decode, "LARGE_PIXELS", 10)
+    decode.set_large_slots(tmp_path / "gone")  # the folder was removed: nothing to wait on
+    try:
+        assert decode.decode_file(_save(tmp_path / "x.png", _noise(0, 20)), 8, 1).shape == (1, 8, 8)
+    finally:
+        decode.set_large_slots(None)

@@ -143,12 +143,15 @@ def _fmt_noise(d: dict[str, Any]) -> str:
     return f"seeds {seeds}, test set {_points(d['se_test'], sign=False)}"
 
 
+def _seed_count(d: dict[str, Any]) -> int:
+    return d["seeds_better"] + d["seeds_worse"] + d["seeds_tied"]
+
+
 def _fmt_improvement(d: dict[str, Any]) -> str:
-    seeds = d["seeds_better"] + d["seeds_worse"] + d["seeds_tied"] if "p_seeds" in d else None
-    if seeds is None:
+    if "seeds_better" not in d:
         return "n/a"
-    return (f"{d['seeds_better']} of {seeds} seeds; images {d['images_init_only']:.1%} vs "
-            f"{d['images_reference_only']:.1%}")  # fmt: skip
+    return (f"{d['seeds_better']} of {_seed_count(d)} seeds; images "
+            f"{d['images_init_only']:.1%} vs {d['images_reference_only']:.1%}")  # fmt: skip
 
 
 def _table(headers: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
@@ -252,22 +255,19 @@ def _deciding_section(summary: dict[str, Any], fractions: Sequence[float], seeds
 
 
 def _per_init_counts(summary: dict[str, Any]) -> list[str]:
-    """``simclr: positive in 12 of 12 seed x cell pairs`` for each init."""
+    """``- **simclr**: better than random in 12 of 12 seed x cell pairs, worse in 0``, an init
+    a line, over every cell of the report."""
     totals: dict[str, list[int]] = {}
     for by_fraction in summary["cells"].values():
         for cell in by_fraction.values():
             for init, c in cell.items():
-                d = c.get("vs_random")
-                if d is None or "seeds_better" not in d:
-                    continue
-                pos, neg, n = d["seeds_better"], d["seeds_worse"], d["seeds_better"] + \
-                    d["seeds_worse"] + d["seeds_tied"]  # fmt: skip
-                total = totals.setdefault(init, [0, 0, 0])
-                total[0], total[1], total[2] = total[0] + pos, total[1] + neg, total[2] + n
-    return [
-        f"- **{init}**: better than random in {pos} of {n} seed x cell pairs, worse in {neg}"
-        for init, (pos, neg, n) in totals.items()
-    ]
+                d = c.get("vs_random", {})
+                if "seeds_better" in d:
+                    total = totals.setdefault(init, [0, 0, 0])
+                    for i, n in enumerate((d["seeds_better"], d["seeds_worse"], _seed_count(d))):
+                        total[i] += n
+    return [f"- **{init}**: better than random in {better} of {n} seed x cell pairs, worse in "
+            f"{worse}" for init, (better, worse, n) in totals.items()]  # fmt: skip
 
 
 def report_markdown(

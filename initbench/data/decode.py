@@ -27,6 +27,11 @@ Bit-depth policy, by Pillow mode (sample type):
   to 255 are taken as 8-bit and above that up to 65535 as 16-bit; others skip the file.
 - 16-bit RGB: Pillow itself reads these as 8-bit ``RGB``.
 
+Memory policy: a picture is transposed in place (an EXIF orientation never copies it),
+and a picture of more than :data:`LARGE_PIXELS` decodes only while its decoder holds one
+of a few slots shared by all decoders (:func:`set_large_slots`), so a folder of
+panoramas does not hold one at full size in every decoder at once.
+
 Decode policy: a JPEG at least twice the target in both sides is decoded at a
 reduced DCT scale (Pillow's ``Image.draft``: 1/2, 1/4 or 1/8, the strongest
 reduction that keeps both sides >= ``image_size``), then resized as above. Its
@@ -42,10 +47,12 @@ reason it is skipped instead of an image. This module imports numpy and Pillow o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -162,6 +169,65 @@ SMALL_UPSCALE = 4
 SLIVER_RATIO = 0.25
 
 
+#: A picture of more pixels than this (24 Mpixel: about 72 MB as 8-bit RGB, several times
+#: that while it is decoded and converted) waits for one of the large-picture slots.
+LARGE_PIXELS = 24_000_000
+_slots_folder: str | None = None  # the decoders' shared slot files (set_large_slots), or None
+
+
+def set_large_slots(folder: str | os.PathLike[str] | None) -> None:
+    """Share the slot files in ``folder`` (``slot*``, made by the process that starts the
+    decoders) among the decoders: each holds an exclusive lock on one of them while it
+    decodes a picture of more than :data:`LARGE_PIXELS`, so however many decoders run,
+    only that many large pictures are in memory at once. ``None``: no bound (one decoder).
+    A path, not a lock object, so a decoder still starting when the others are done has
+    nothing to attach to and fail on."""
+    global _slots_folder
+    _slots_folder = None if folder is None else str(folder)
+
+
+def _take_slot(folder: str) -> int | None:
+    """An open file descriptor holding an exclusive lock on a free slot file of ``folder``
+    (waiting for one when all are taken); ``None`` when there are none to take, or no
+    ``fcntl`` (not POSIX): then nothing bounds the decoders."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    paths = sorted(Path(folder).glob("slot*"))
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            os.close(fd)
+    if not paths:
+        return None
+    try:  # every slot is taken: wait for one
+        fd = os.open(paths[os.getpid() % len(paths)], os.O_RDWR)
+    except OSError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+@contextlib.contextmanager
+def _large_slot(size: tuple[int, int]) -> Iterator[None]:
+    """Hold a large-picture slot while a picture of ``size`` (width, height) decodes."""
+    fd = None
+    if _slots_folder is not None and size[0] * size[1] > LARGE_PIXELS:
+        fd = _take_slot(_slots_folder)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
 def size_note(width: int, height: int, image_size: int) -> str | None:
     """``"small: 5x7 px"`` or ``"sliver: 4000x10 px, the crop keeps 0.25%"`` for a kept
     picture of that size (oriented, as decoded) that the report lists, else ``None``.
@@ -190,7 +256,7 @@ def decode_file(
         ValueError: an empty file or a degenerate picture; and whatever Pillow raises."""
     if os.path.getsize(path) == 0:
         raise ValueError("empty file")
-    with Image.open(path) as image:
+    with Image.open(path) as image, _large_slot(image.size):
         if image.format == "JPEG":
             # Reduced DCT scale only when both sides are >= 2x the target (module docstring).
             image.draft(None, (image_size, image_size))

@@ -31,6 +31,7 @@ import itertools
 import math
 import multiprocessing
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -52,6 +53,7 @@ from initbench.data.decode import (
     decode_chunk,
     decode_or_reason,
     over_bit_depth,
+    set_large_slots,
     to_uint8,
 )
 from initbench.data.scan import Scan, class_files_note, scan_folder
@@ -62,6 +64,9 @@ from initbench.data.split import (
     stratified_split,
 )
 
+#: Decoders that may hold a picture of more than LARGE_PIXELS at once (the memory policy of
+#: :mod:`initbench.data.decode`): a 12000x9000 PNG peaks near 580 MB in its decoder.
+LARGE_SLOTS = 2
 #: Output arrays larger than this many bytes are memory-mapped (see :func:`allocate_images`).
 MEMMAP_ABOVE = 512 * 2**20
 
@@ -91,6 +96,15 @@ def _sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _slot_files(count: int) -> str:
+    """A new temporary folder of ``count`` empty slot files for
+    :func:`initbench.data.decode.set_large_slots`; the caller removes it."""
+    folder = tempfile.mkdtemp(prefix="initbench-decode-slots-")
+    for i in range(count):
+        Path(folder, f"slot{i}").touch()
+    return folder
 
 
 @dataclass
@@ -130,7 +144,10 @@ def iter_decoded(
             for i in range(0, len(relpaths), size)
         )
         context = multiprocessing.get_context("spawn")  # no fork of a possibly threaded parent
-        pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=context)
+        slots = _slot_files(LARGE_SLOTS)  # see initbench.data.decode.LARGE_PIXELS
+        pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=context,
+                                   initializer=set_large_slots, initargs=(slots,))  # fmt: skip
+        set_large_slots(slots)  # this process decodes too
 
         def submit(paths: list[str]) -> _Chunk:
             return _Chunk(paths, pool.submit(decode_chunk, paths, image_size, channels))
@@ -165,6 +182,8 @@ def iter_decoded(
         finally:  # also when the consumer stops early: drop what has not started
             # Workers still starting up exit on their own; waiting for them gains nothing.
             pool.shutdown(wait=any(ping.done() for ping in started), cancel_futures=True)
+            set_large_slots(None)
+            shutil.rmtree(slots, ignore_errors=True)
 
 
 def allocate_images(
