@@ -308,7 +308,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def panorama_figures(tmpdir: str | os.PathLike[str], n: int) -> list[dict]:
-    """Ours on ``n`` copies of a 12000x9000 PNG panorama beside 12 small pictures: the peak
+    """Ours on ``n`` copies of a 12000x9000 RGB PNG panorama beside 80 small pictures (so
+    that the decoders run in parallel, as for any folder of 64 files or more): the peak
     memory of the process tree when every decoder may meet a 108-Mpixel picture (at most
     ``initbench.data.ingest.LARGE_SLOTS`` of them decode at once).
 
@@ -324,9 +325,10 @@ def panorama_figures(tmpdir: str | os.PathLike[str], n: int) -> list[dict]:
     rng = np.random.default_rng(0)
     column = np.linspace(230, 60, 9000, dtype=np.float32)[:, None]
     sky = Image.fromarray(np.repeat(column, 4, axis=1).astype(np.uint8)).resize((12000, 9000))
+    sky = sky.convert("RGB")
     for name in ("a", "b"):
         (folder / name).mkdir(parents=True)
-        for i in range(6):
+        for i in range(40):
             Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(
                 folder / name / f"small{i}.png")  # fmt: skip
     first = folder / "a" / "pano0.png"
