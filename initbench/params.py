@@ -9,18 +9,30 @@ before any work starts.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
-import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
-from pydantic.dataclasses import dataclass
+from pydantic import Field, TypeAdapter, ValidationError
 
 from initbench.core.errors import ParamsError
+from initbench.core.typed import (
+    UNKNOWN_KEY,
+    Bool,
+    Count,
+    Float,
+    Fraction,
+    Int,
+    LabelFraction,
+    NonNegative,
+    Positive,
+    Str,
+    explain,
+)
+from initbench.core.typed import fail as _fail
+from initbench.core.typed import rule as _rule
+from initbench.core.typed import section as _section
 from initbench.core.yaml12 import read_yaml
 from initbench.data.decode import BIT_DEPTHS
 from initbench.models.sizes import KERNEL_SIZE
@@ -30,38 +42,6 @@ INIT_STRATEGIES: tuple[str, ...] = ("random", "autoencoder", "simclr", "kmeans")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Multiplicity corrections the comparison knows (initbench.comparison.stats.CORRECTIONS).
 CORRECTIONS: tuple[str, ...] = ("holm", "none")
-
-
-def _fail(key: str, message: str) -> typing.NoReturn:
-    raise ParamsError(f"{key} {message}")
-
-
-def _rule(ok: Callable[[Any], bool], message: str) -> AfterValidator:
-    """A check of the converted value: ``ValueError(message.format(value))`` unless ``ok``."""
-
-    def check(value: Any) -> Any:
-        if not ok(value):
-            raise ValueError(message.format(value))
-        return value
-
-    return AfterValidator(check)
-
-
-#: A section: a frozen standard dataclass that pydantic validates on construction.
-_section = dataclass(frozen=True, config=ConfigDict(extra="forbid"))
-
-# YAML types as params.yaml means them: no strings read as numbers, no bools as numbers;
-# ints are accepted for floats (and become floats).
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
-Str = Annotated[str, Strict()]
-# Int bounds are Field()s; float rules check the float the input became (0 -> "got 0.0").
-Count = Annotated[Int, Field(ge=1)]
-NonNegative = Annotated[Int, Field(ge=0)]
-Positive = Annotated[Float, _rule(lambda v: v > 0, "must be > 0, got {!r}")]
-Fraction = Annotated[Float, _rule(lambda v: 0 < v < 1, "must be in (0, 1), got {!r}")]
-LabelFraction = Annotated[Float, _rule(lambda v: 0 < v <= 1, "must be in (0, 1], got {!r}")]
 
 
 @_section
@@ -302,44 +282,6 @@ class Params:
 
 
 _PARAMS = TypeAdapter(Params)
-_UNKNOWN = ("unexpected_keyword_argument", "invalid_key")  # pydantic's error types for a bad key
-#: the rest of the message after the key, by pydantic error type
-_WORDING = {
-    "missing": "is missing",
-    "int_type": "must be an integer, got {input!r}",
-    "float_type": "must be a number, got {input!r}",
-    "bool_type": "must be true or false, got {input!r}",
-    "string_type": "must be a string, got {input!r}",
-    "list_type": "must be a list of {item}, got {input!r}",
-    "dataclass_type": "must be a mapping of keys, got {input!r}",
-    "greater_than_equal": "must be >= {ge}, got {input!r}",
-}
-
-
-def _hint(keys: tuple[str, ...]) -> Any:
-    """The section class or the type (Annotated stripped) at ``keys``, a path from Params."""
-    hint: Any = Params
-    for key in keys:
-        hint = typing.get_type_hints(hint)[key]
-    return hint
-
-
-def _message(error: Any) -> str:
-    """One pydantic error as ``"<dotted key> <what is wrong>"``, in this module's words."""
-    loc, kind, ctx = error["loc"], error["type"], error.get("ctx", {})
-    if kind in _UNKNOWN:
-        valid = ", ".join(field.name for field in dataclasses.fields(_hint(loc[:-1])))
-        return f"{'.'.join(map(str, loc))} is not a known key; valid keys here: {valid}"
-    if isinstance(ctx.get("error"), ParamsError):  # a rule across keys: it names its key
-        return str(ctx["error"])
-    keys = tuple(part for part in loc if isinstance(part, str))  # list indexes left out
-    key = ".".join(keys) or "(top level)"
-    if kind == "value_error":  # a _rule
-        return f"{key} {ctx['error']}"
-    if kind not in _WORDING:
-        return f"{key}: {error['msg']}"
-    item = typing.get_args(_hint(keys))[0].__name__ if kind == "list_type" else ""
-    return f"{key} {_WORDING[kind].format(input=error['input'], item=item, **ctx)}"
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
@@ -347,8 +289,8 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     try:
         return _PARAMS.validate_python(raw)
     except ValidationError as exc:  # one problem, in field order; an unknown key (a typo) first
-        first = min(exc.errors(), key=lambda error: error["type"] not in _UNKNOWN)
-        raise ParamsError(f"{source}: {_message(first)}") from None
+        first = min(exc.errors(), key=lambda error: error["type"] not in UNKNOWN_KEY)
+        raise ParamsError(f"{source}: {explain(first, Params)}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +59,27 @@ class Dataset:
     #: kept pictures listed by their size: ``{"small" | "sliver": [{"path", "note"}]}``
     #: (:func:`initbench.data.decode.size_note`); empty when there were none
     flagged: dict = field(default_factory=dict)
+
+
+#: Output arrays larger than this many bytes are memory-mapped (see :func:`allocate_images`).
+MEMMAP_ABOVE = 512 * 2**20
+
+
+def allocate_images(
+    shape: tuple[int, int, int, int],
+    memmap_above: int = MEMMAP_ABOVE,
+    scratch_dir: str | os.PathLike[str] | None = None,
+) -> np.ndarray:
+    """An uninitialised uint8 array of ``shape``; memory-mapped when over ``memmap_above`` bytes.
+
+    The mapping is backed by an already-unlinked file in ``scratch_dir`` (default: the
+    system temporary folder), which disappears with the last reference to the array.
+    """
+    nbytes = math.prod(shape)
+    if nbytes == 0 or nbytes <= memmap_above:
+        return np.empty(shape, dtype=np.uint8)
+    with tempfile.TemporaryFile(dir=scratch_dir, prefix="initbench-ingest-") as backing:
+        return np.memmap(backing, dtype=np.uint8, mode="w+", shape=shape)  # the map outlives the fd
 
 
 def channel_stats(

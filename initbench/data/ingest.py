@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import multiprocessing
 import os
 import shutil
@@ -45,7 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 from initbench.core.errors import DataError
-from initbench.data.dataset import Dataset
+from initbench.data.dataset import MEMMAP_ABOVE, Dataset, allocate_images
 from initbench.data.decode import (
     DecodeResult,
     HighBitImage,
@@ -67,8 +66,6 @@ from initbench.data.split import (
 #: Decoders that may hold a picture of more than LARGE_PIXELS at once (the memory policy of
 #: :mod:`initbench.data.decode`): a 12000x9000 PNG peaks near 580 MB in its decoder.
 LARGE_SLOTS = 2
-#: Output arrays larger than this many bytes are memory-mapped (see :func:`allocate_images`).
-MEMMAP_ABOVE = 512 * 2**20
 
 
 def default_workers() -> int:
@@ -184,23 +181,6 @@ def iter_decoded(
             pool.shutdown(wait=any(ping.done() for ping in started), cancel_futures=True)
             set_large_slots(None)
             shutil.rmtree(slots, ignore_errors=True)
-
-
-def allocate_images(
-    shape: tuple[int, int, int, int],
-    memmap_above: int = MEMMAP_ABOVE,
-    scratch_dir: str | os.PathLike[str] | None = None,
-) -> np.ndarray:
-    """An uninitialised uint8 array of ``shape``; memory-mapped when over ``memmap_above`` bytes.
-
-    The mapping is backed by an already-unlinked file in ``scratch_dir`` (default: the
-    system temporary folder), which disappears with the last reference to the array.
-    """
-    nbytes = math.prod(shape)
-    if nbytes == 0 or nbytes <= memmap_above:
-        return np.empty(shape, dtype=np.uint8)
-    with tempfile.TemporaryFile(dir=scratch_dir, prefix="initbench-ingest-") as backing:
-        return np.memmap(backing, dtype=np.uint8, mode="w+", shape=shape)  # the map outlives the fd
 
 
 def ingest(
