@@ -4,6 +4,7 @@
     python benchmarks/ingest_bench.py --sizes 1000 --rounds 1
     python benchmarks/ingest_bench.py --scale 100000      # 10k and 100k small JPEGs, ours only
     python benchmarks/ingest_bench.py --panorama 6        # 108-Mpixel PNGs: peak memory
+    python benchmarks/ingest_bench.py --panorama 6 --decoders 6   # with and without the bound
 
 Inputs are generated in a temporary folder outside the repo (``--tmpdir``, default the
 system's) and removed afterwards. Both sides run as subprocesses from the repo root:
@@ -307,14 +308,30 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def panorama_figures(tmpdir: str | os.PathLike[str], n: int) -> list[dict]:
+def _ours_decoders(folder: Path, decoders: int, slots: int) -> list[str]:
+    """Ingest's library call with ``decoders`` decoders and ``slots`` large-image slots:
+    more decoders than this machine's CPUs, so the bound shows on 2 cores too."""
+    code = ("import sys; from initbench.data import ingest as m; m.LARGE_SLOTS = int(sys.argv[3]);"
+            " d = m.ingest(sys.argv[1], 32, 1, 0.1, 0.2, 0, workers=int(sys.argv[2]));"
+            " print(len(d.images), 'images')")  # fmt: skip
+    return [sys.executable, "-c", code, str(folder), str(decoders), str(slots)]
+
+
+def panorama_figures(
+    tmpdir: str | os.PathLike[str], n: int, decoders: int | None = None
+) -> list[dict]:
     """Ours on ``n`` copies of a 12000x9000 RGB PNG panorama beside 80 small pictures (so
     that the decoders run in parallel, as for any folder of 64 files or more): the peak
     memory of the process tree when every decoder may meet a 108-Mpixel picture (at most
     ``initbench.data.ingest.LARGE_SLOTS`` of them decode at once).
 
+    With ``decoders``, ingest runs with that many decoders (more than the CPUs allowed),
+    once with the slots and once with as many slots as decoders (no bound), 1 channel:
+    what the slots save where every decoder could hold a panorama.
+
     Returns:
-        One dict: ``panoramas``, ``ours_s``, ``ours_peak_mb``, ``ours_max_process_mb``.
+        One dict a run: ``panoramas``, ``decoders``, ``large_slots``, ``ours_s``,
+        ``ours_peak_mb``, ``ours_max_process_mb``.
 
     Raises:
         ValueError: ``tmpdir`` is inside the repo.
@@ -335,12 +352,22 @@ def panorama_figures(tmpdir: str | os.PathLike[str], n: int) -> list[dict]:
     sky.save(first)
     for i in range(1, n):
         shutil.copyfile(first, folder / ("a", "b")[i % 2] / f"pano{i}.png")
-    work = tmpdir / "run_ours"
-    work.mkdir()
-    run = run_measured(_ours(folder, work), work / "log.txt")
-    return [{"panoramas": n, "ours_s": round(run["seconds"], 1),
-             "ours_peak_mb": round(run["peak_rss_mb"]),
-             "ours_max_process_mb": round(run["max_process_mb"])}]  # fmt: skip
+    from initbench.data.ingest import LARGE_SLOTS, default_workers
+
+    rows = []
+    runs = ([(default_workers(), LARGE_SLOTS)] if decoders is None
+            else [(decoders, LARGE_SLOTS), (decoders, decoders)])  # fmt: skip
+    for count, slots in runs:
+        work = tmpdir / f"run_ours_{count}_{slots}"
+        work.mkdir()
+        command = (_ours(folder, work) if decoders is None
+                   else _ours_decoders(folder, count, slots))  # fmt: skip
+        run = run_measured(command, work / "log.txt")
+        rows.append({"panoramas": n, "decoders": count, "large_slots": slots,
+                     "ours_s": round(run["seconds"], 1),
+                     "ours_peak_mb": round(run["peak_rss_mb"]),
+                     "ours_max_process_mb": round(run["max_process_mb"])})  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -350,6 +377,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, metavar="N", help="N small JPEGs, ours only")
     parser.add_argument("--panorama", type=int, metavar="N",
                         help="N 12000x9000 PNG panoramas, ours only: the memory bound")  # fmt: skip
+    parser.add_argument("--decoders", type=int, metavar="D",
+                        help="with --panorama: D decoders, with and without the large-image "
+                             "slots")  # fmt: skip
     parser.add_argument("--tmpdir", help="where to generate inputs (default: system temp)")
     parser.add_argument("--json", action="store_true", help="print rows as JSON, not a table")
     parser.add_argument("--baseline", type=Path, help=argparse.SUPPRESS)  # the measured loop
@@ -363,7 +393,7 @@ def main() -> None:
     tmpdir = Path(tempfile.mkdtemp(prefix="initbench-ingest-bench-", dir=args.tmpdir))
     try:
         if args.panorama:
-            rows = panorama_figures(tmpdir, args.panorama)
+            rows = panorama_figures(tmpdir, args.panorama, args.decoders)
         elif args.scale:
             rows = scale_figures(tmpdir, args.scale, args.rounds or 1)
         else:

@@ -196,6 +196,8 @@ class CompareParams:
 
     inits: list[Str]
     seeds: list[NonNegative]
+    #: fine-tune repeats of each pretraining checkpoint (0: the pretraining seed's own draw)
+    finetune_seeds: list[NonNegative]
     label_fractions: list[LabelFraction]
     #: the difference in test accuracy (0.01 = one point) that matters: equivalence and power
     margin: Fraction
@@ -217,6 +219,7 @@ class CompareParams:
         if "random" not in self.inits:
             _fail("compare.inits", "must include random: every init is compared with it")
         _check_unique("compare.seeds", self.seeds)
+        _check_unique("compare.finetune_seeds", self.finetune_seeds)
         _check_unique("compare.label_fractions", self.label_fractions)
         percents = [f"{fraction * 100:g}%" for fraction in self.label_fractions]
         if len(set(percents)) < len(percents):

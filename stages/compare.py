@@ -1,6 +1,7 @@
 """Stage compare: every run of the comparison -> metrics, a markdown report and charts."""
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -42,13 +43,13 @@ def main() -> None:
     if sorted(charts) != sorted(CHARTS):
         parser.error(f"--chart must be given once for each of {', '.join(CHARTS)}")
     c = params.compare
-    grid = {(i, s, f) for i in c.inits for s in c.seeds for f in c.label_fractions}
+    grid = set(itertools.product(c.inits, c.seeds, c.finetune_seeds, c.label_fractions))
     rows = collect_runs(args.runs, grid)
     data = load_dataset(args.dataset)
     train, test = data.splits["train"].labels.numpy(), data.splits["test"].labels.numpy()
     try:
         summary = summarize(rows, test, c.inits, c.seeds, c.label_fractions, c.margin,
-                            c.correction)  # fmt: skip
+                            c.correction, finetune_seeds=c.finetune_seeds)  # fmt: skip
         subsets = labelled_subsets(rows, c.label_fractions, len(train))
     except ValueError as exc:
         raise InitbenchError(f"{args.runs}: {exc}") from None

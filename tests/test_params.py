@@ -261,7 +261,7 @@ def test_missing_key_is_named(raw, key):
             "epochs, min_steps, lr, batch_size, label_fraction, freeze_encoder, augment",
         ),
         ("linear_probe.penalty", "Cs, cv_folds, max_iter"),
-        ("compare.fractions", "inits, seeds, label_fractions, margin, correction"),
+        ("compare.fractions", "inits, seeds, finetune_seeds, label_fractions, margin, correction"),
     ],
 )
 def test_unknown_key_is_named_with_valid_keys(raw, key, valid):

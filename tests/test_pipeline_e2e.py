@@ -258,7 +258,7 @@ def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
     try:
         _set_params(project, patches__min_std=0.0)
         ran = stages_run(run(project, "dvc", "repro"))
-        assert {"kmeans@0", "compare_finetune@kmeans-1-0.5"} <= ran
+        assert {"kmeans@0", "compare_finetune@kmeans-1-0-0.5"} <= ran
         assert not any("@random" in stage for stage in ran), ran
         diff = json.loads(run(project, "dvc", "metrics", "diff", "--json").stdout)
         # (the tiny fine-tune may land on the same accuracies; the probe's cell moves)
@@ -268,8 +268,8 @@ def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
         # Going back to the committed value restores those stages from DVC's run cache.
         run(project, "git", "checkout", "params.yaml")
         back = run(project, "dvc", "repro")
-        for stage in ("patches@0", "kmeans@1", "compare_finetune@kmeans-1-0.5",
-                      "compare_linear_probe@kmeans-0"):  # fmt: skip
+        for stage in ("patches@0", "kmeans@1", "compare_finetune@kmeans-1-0-0.5",
+                      "compare_linear_probe@kmeans-0-0"):  # fmt: skip
             assert f"Stage '{stage}' is cached - skipping run" in back.stdout, stage
         assert run(project, "git", "status", "--porcelain").stdout == ""
     finally:
@@ -289,9 +289,39 @@ def test_adding_a_seed_runs_only_the_new_variants(project):
         _set_params(project, compare__seeds=[0, 1, 2])
         new = {f"{stage}@2" for stage in ("init_random", "patches", "kmeans", "autoencoder",
                                           "pictures", "simclr")}  # fmt: skip
-        new |= {f"compare_finetune@{init}-2-0.5" for init in COMPARE_INITS}
-        new |= {f"compare_linear_probe@{init}-2" for init in COMPARE_INITS}
+        new |= {f"compare_finetune@{init}-2-0-0.5" for init in COMPARE_INITS}
+        new |= {f"compare_linear_probe@{init}-2-0" for init in COMPARE_INITS}
         assert would_run(project) == new | {"compare"}
+    finally:
+        reset(project)
+
+
+def test_adding_a_finetune_seed_runs_only_its_fine_tunes_and_probes(project):
+    """A fine-tune repeat re-runs no pretraining and no existing run; a third one only its
+    own variants again."""
+    try:
+        for repeats in ([0, 1], [0, 1, 2]):
+            _set_params(project, compare__finetune_seeds=repeats)
+            new = {f"compare_finetune@{init}-{seed}-{repeats[-1]}-0.5"
+                   for init in COMPARE_INITS for seed in (0, 1)}  # fmt: skip
+            new |= {f"compare_linear_probe@{init}-{seed}-{repeats[-1]}"
+                    for init in COMPARE_INITS for seed in (0, 1)}  # fmt: skip
+            if repeats == [0, 1]:
+                assert would_run(project) == new | {"compare"}
+                run(project, "dvc", "repro")
+                summary = json.loads((project / "reports" / "compare.json").read_text())
+                subsets = summary["labelled_subsets"]["labels_50%"]["seeds"]
+                assert set(subsets) == {"0", "0/1", "1", "1/1"}  # one subset a run, paired
+                assert subsets["0"]["sha256"] != subsets["0/1"]["sha256"]
+                assert summary["family"]["finetune_seeds"] == 2
+                kmeans = summary["cells"]["finetune"]["labels_50%"]["kmeans"]
+                assert kmeans["plateau"]["runs"] == 4 and kmeans["n"] == 2
+                assert {"sd_pretraining", "sd_finetune"} <= set(kmeans["vs_random"])
+                rows = json.loads((project / "artifacts/compare/finetune/kmeans/"
+                                   "seed0-ft1-labels0.5.json").read_text())  # fmt: skip
+                assert [(r["seed"], r["finetune_seed"]) for r in rows] == [(0, 1)]
+            else:
+                assert would_run(project) == new | {"compare"}
     finally:
         reset(project)
 
@@ -327,7 +357,7 @@ def test_status_is_clean_and_second_repro_skips_every_stage(project):
 #: One stage of each kind that trains (tests/test_reproducibility.py runs ingest, patches,
 #: k-means and the seeded init twice at library level).
 EACH_KIND = ("autoencoder@0", "pictures@0", "simclr@0", "finetune",
-             "compare_finetune@kmeans-1-0.5", "compare_linear_probe@random-0")  # fmt: skip
+             "compare_finetune@kmeans-1-0-0.5", "compare_linear_probe@random-0-0")  # fmt: skip
 
 
 def test_forced_repro_of_each_kind_of_stage_gives_identical_lock_and_outputs(project):
@@ -396,7 +426,7 @@ def test_exp_run_with_another_init_runs_finetune_only(project):  # and its check
         restored = set(re.findall(r"Stage '([\w@.-]+)' is cached", result.stdout))
         assert stages_run(result) | restored == {"check_params", "finetune"}, result.stdout
         for stage in ("ingest", "patches@0", "kmeans@1", "autoencoder@0", "simclr@1",
-                      "init_random@0", "compare_finetune@random-0-0.5", "compare"):  # fmt: skip
+                      "init_random@0", "compare_finetune@random-0-0-0.5", "compare"):  # fmt: skip
             assert f"Stage '{stage}' didn't change" in result.stdout, stage
         started = json.loads((project / "artifacts" / "finetune_init.json").read_text())
         assert started["init"] == "kmeans"
@@ -431,8 +461,8 @@ def test_every_stage_comes_back_from_the_run_cache_without_its_lock_or_outputs(p
         result = run(project, "dvc", "repro")
         assert stages_run(result) <= {"compare"}, result.stdout  # its report is an uncached out
         for stage in ("ingest", "init_random@0", "patches@1", "kmeans@0", "autoencoder@1",
-                      "simclr@0", "check_params", "finetune", "compare_finetune@kmeans-1-0.5",
-                      "compare_linear_probe@random-0"):  # fmt: skip
+                      "simclr@0", "check_params", "finetune", "compare_finetune@kmeans-1-0-0.5",
+                      "compare_linear_probe@random-0-0"):  # fmt: skip
             assert f"Stage '{stage}' is cached - skipping run" in result.stdout, stage
         assert run(project, "git", "status", "--porcelain").stdout == ""
         assert "up to date" in run(project, "dvc", "status").stdout

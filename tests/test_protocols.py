@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from initbench.comparison.grid import run_label, run_seed
 from initbench.comparison.protocols import (
     check_label_fractions,
     classifier_from_init,
@@ -309,3 +310,36 @@ def test_check_label_fractions_warns_when_the_floor_raises_a_fraction(capsys):
     assert "compare.label_fractions 0.01 keeps 4 of 40 train images (10.0%, not 1.0%)" in err
     check_label_fractions(data, [0.01], running=[], key="finetune.label_fraction")
     assert capsys.readouterr().err == ""  # only the fractions this run uses are warned of
+
+
+@pytest.mark.parametrize("protocol", ["finetune", "linear_probe"])
+def test_two_finetune_seeds_give_two_paired_rows_per_init(tmp_path, protocol):
+    """Crossed repeats: each fine-tune seed of a checkpoint is its own run, on its own
+    labelled subset, and the same subset for every init; repeat 0 is the plain seed."""
+    data = _data()
+    rows = {init: result_rows(protocol, data, _checkpoint(tmp_path, init), _params(), [0.25],
+                              seed=5, device=CPU, finetune_seeds=[0, 1])
+            for init in (1, 2)}  # fmt: skip
+    for init_rows in rows.values():
+        assert [r["finetune_seed"] for r in init_rows] == [0, 1]
+        assert init_rows[0]["labelled_subset"] != init_rows[1]["labelled_subset"]
+    for a, b in zip(rows[1], rows[2], strict=True):
+        assert a["labelled_subset"] == b["labelled_subset"]
+    plain = result_rows(protocol, data, _checkpoint(tmp_path, 1), _params(), [0.25], seed=5,
+                        device=CPU)[0]  # fmt: skip
+    assert {k: v for k, v in plain.items() if k != "history"} == {
+        k: v for k, v in rows[1][0].items() if k != "history"
+    }
+    keep = label_subset(data.splits["train"].labels, 0.25, seed=run_seed(5, 1))
+    expected = hashlib.sha256(keep.numpy().astype("<i8").tobytes()).hexdigest()
+    assert rows[1][1]["labelled_subset"] == expected
+
+
+def test_run_seed_keeps_repeat_zero_and_stays_apart_from_listed_seeds():
+    assert [run_seed(s, 0) for s in range(5)] == list(range(5))
+    drawn = {run_seed(s, f) for s in range(50) for f in range(1, 20)}
+    assert len(drawn) == 50 * 19 and min(drawn) >= 2**24 and max(drawn) < 2**31
+    assert run_seed(3, 2) == run_seed(3, 2) != run_seed(2, 3)
+    assert run_label(3, 0) == "3" and run_label(3, 2) == "3/2"
+    with pytest.raises(ValueError, match="seeds must be >= 0"):
+        run_seed(-1, 1)

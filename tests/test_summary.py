@@ -365,7 +365,7 @@ def test_runs_not_at_a_plateau_are_flagged_in_the_report():
                           "noise": 0.02, "points": 100}  # fmt: skip
     out = summarize(rows, LABELS, ["random", "simclr"], SEEDS, [0.1], 0.01, "holm", ("finetune",))
     cells = out["cells"]["finetune"]["labels_10%"]
-    assert cells["simclr"]["plateau"] == {"runs": 3, "not_reached": [1]}
+    assert cells["simclr"]["plateau"] == {"runs": 3, "not_reached": ["1"]}
     assert cells["random"]["plateau"] == {"runs": 3, "not_reached": []}
     text = report.report_markdown(out, [0.1], labelled_subsets(rows, [0.1], 400),
                                   {"name": "c0", "accuracy": 0.25, "macro_f1": 0.1}, [])  # fmt: skip
@@ -391,3 +391,51 @@ def test_pretraining_line_gives_compute_and_the_longer_budget_when_not_flat():
     assert "at a plateau at every seed (0, 1)" in pretraining_line(
         "autoencoder", {0: flat, 1: flat}, params
     )
+
+
+def test_finetune_seeds_average_within_a_seed_and_split_the_spread_by_level():
+    """Two fine-tune seeds a checkpoint: a seed's accuracy is the mean of its repeats, the
+    tests stay on the seeds, and the report gives the levels and the repeats to decide."""
+    accuracies = {0: {"random": [0.50, 0.60, 0.55], "simclr": [0.52, 0.58, 0.60]},
+                  1: {"random": [0.54, 0.56, 0.57], "simclr": [0.53, 0.61, 0.58]}}  # fmt: skip
+    rows = []
+    for repeat, by_init in accuracies.items():
+        for row in _runs(by_init, SEEDS, 0.1, shared_order=False):
+            row["finetune_seed"] = repeat
+            row["labelled_subset"] += f"-{repeat}"
+            row["test_predictions"] = _predictions(
+                row["accuracy"], np.random.default_rng([row["seed"], repeat, len(row["init"])])
+                .permutation(N))  # fmt: skip
+            rows.append(row)
+    out = summarize(rows, LABELS, ["random", "simclr"], SEEDS, [0.1], 0.01, "holm",
+                    ("finetune",), finetune_seeds=[0, 1])  # fmt: skip
+    cell = out["cells"]["finetune"]["labels_10%"]
+    assert cell["random"]["n"] == 3
+    assert cell["random"]["mean"] == pytest.approx(np.mean([0.52, 0.58, 0.56]), abs=1e-6)
+    d = cell["simclr"]["vs_random"]
+    assert d["df"] < 3 + 1  # seeds are the units: about S - 1 = 2 df, not S x F - 1 = 5
+    assert d["seeds_better"] + d["seeds_worse"] + d["seeds_tied"] == 6  # runs
+    assert {"sd_pretraining", "sd_finetune", "finetune_seeds_to_decide"} <= set(d)
+    assert out["family"]["finetune_seeds"] == 2
+    subsets = labelled_subsets(rows, [0.1], 400)["labels_10%"]["seeds"]
+    assert list(subsets) == ["0", "0/1", "1", "1/1", "2", "2/1"]
+    text = report.report_markdown(out, [0.1], {"labels_10%": {"images": 40, "realised_fraction": 0.1,
+                                                              "seeds": subsets}},
+                                  {"name": "a", "accuracy": 0.25, "macro_f1": 0.1}, [])  # fmt: skip
+    assert "over seeds, each the mean of its 2 fine-tune seeds" in text
+    assert "one run's sd: pretraining" in text and "of 6 runs" in text
+    assert "fine-tune seeds to decide at 3 seeds" in text
+    with pytest.raises(ValueError, match=r"seed=2/1"):
+        summarize(rows[:-1], LABELS, ["random", "simclr"], SEEDS, [0.1], 0.01, "holm",
+                  ("finetune",), finetune_seeds=[0, 1])  # fmt: skip
+
+
+def test_one_finetune_seed_report_offers_the_repeats_command():
+    rows = _runs({"random": [0.50, 0.60, 0.55], "simclr": [0.52, 0.58, 0.60]}, SEEDS, 0.1,
+                 shared_order=False)  # fmt: skip
+    out = summarize(rows, LABELS, ["random", "simclr"], SEEDS, [0.1], 0.01, "holm", ("finetune",))
+    assert "sd_finetune" not in out["cells"]["finetune"]["labels_10%"]["simclr"]["vs_random"]
+    subsets = labelled_subsets(rows, [0.1], 400)
+    text = report.report_markdown(out, [0.1], subsets, {"name": "a", "accuracy": 0.25,
+                                                         "macro_f1": 0.1}, [])  # fmt: skip
+    assert "dvc exp run -S 'compare.finetune_seeds=[0,1]'" in text

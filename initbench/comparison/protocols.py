@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from initbench.comparison.grid import PROTOCOLS
+from initbench.comparison.grid import PROTOCOLS, run_seed
 from initbench.core.errors import ParamsError
 from initbench.data.dataset import ArrayData, Split
 from initbench.data.split import floor_warning, identical_subsets, label_subset, subset_sizes
@@ -163,15 +164,18 @@ def probe(
     label_fractions: Sequence[float],
     seed: int,
     device: torch.device,
+    finetune_seeds: Sequence[int] = (0,),
 ) -> list[tuple[ProbeResult, np.ndarray]]:
-    """Linear probes of the frozen encoder of an init, one per label fraction: precise
-    BatchNorm on all train images (no labels), then features of every train and test
-    image, extracted once and shared by the fractions; each fraction fits logistic
-    regression (:func:`initbench.training.probes.linear_probe`) on its labelled subset's features.
+    """Linear probes of the frozen encoder of an init, one per label fraction and fine-tune
+    seed: precise BatchNorm on all train images (no labels), then features of every train
+    and test image, extracted once and shared by the probes; each fits logistic regression
+    (:func:`initbench.training.probes.linear_probe`) on its labelled subset's features, the
+    subset and the cross-validation folds drawn from
+    :func:`initbench.comparison.grid.run_seed` of ``(seed, finetune seed)``.
 
     Returns:
-        For each of ``label_fractions`` in order: the probe's test result and the labelled
-        subset's indices in the train split.
+        For each of ``label_fractions`` and, within it, each of ``finetune_seeds`` in order:
+        the probe's test result and the labelled subset's indices in the train split.
 
     Raises:
         CheckpointError: as :func:`classifier_from_init`.
@@ -184,13 +188,15 @@ def probe(
     test_features = encode(encoder, normalize, test.images, device)
     results = []
     for fraction in label_fractions:
-        keep = label_subset(train.labels, fraction, seed).numpy()
-        result = linear_probe(
-            train_features[keep], train.labels.numpy()[keep], test_features,
-            test.labels.numpy(), Cs=params.Cs, max_iter=params.max_iter,
-            cv_folds=params.cv_folds, seed=seed,
-        )  # fmt: skip
-        results.append((result, keep))
+        for finetune_seed in finetune_seeds:
+            drawn = run_seed(seed, finetune_seed)
+            keep = label_subset(train.labels, fraction, drawn).numpy()
+            result = linear_probe(
+                train_features[keep], train.labels.numpy()[keep], test_features,
+                test.labels.numpy(), Cs=params.Cs, max_iter=params.max_iter,
+                cv_folds=params.cv_folds, seed=drawn,
+            )  # fmt: skip
+            results.append((result, keep))
     return results
 
 
@@ -202,9 +208,12 @@ def result_rows(
     label_fractions: Sequence[float],
     seed: int,
     device: torch.device,
+    finetune_seeds: Sequence[int] = (0,),
 ) -> list[dict[str, Any]]:
-    """One init checkpoint's runs under ``protocol`` at ``seed``, one result row per label
-    fraction: ``label_fraction``, test ``accuracy`` and ``macro_f1`` (6 digits),
+    """One init checkpoint's runs under ``protocol`` at pretraining seed ``seed``, one
+    result row per label fraction and fine-tune seed (each run drawing from
+    :func:`initbench.comparison.grid.run_seed`): ``label_fraction``, ``finetune_seed``,
+    test ``accuracy`` and ``macro_f1`` (6 digits),
     ``train_images`` (labelled); a fine-tune adds ``steps``, ``plateau`` (the check of its
     train loss) and ``history``, a probe ``iterations``, ``converged``, ``C`` and
     ``cv_folds``. The whole classifier trains in a fine-tune here
@@ -220,9 +229,11 @@ def result_rows(
     rows = []
     if protocol == "finetune":
         full = dataclasses.replace(params.finetune, freeze_encoder=False)
-        for fraction in label_fractions:
-            result = finetune(data, init_path, params.model, full, fraction, seed, device)
-            rows.append({"label_fraction": fraction, "accuracy": round(result.test.accuracy, 6),
+        for fraction, finetune_seed in itertools.product(label_fractions, finetune_seeds):
+            result = finetune(data, init_path, params.model, full, fraction,
+                              run_seed(seed, finetune_seed), device)  # fmt: skip
+            rows.append({"label_fraction": fraction, "finetune_seed": finetune_seed,
+                         "accuracy": round(result.test.accuracy, 6),
                          "macro_f1": round(result.test.macro_f1, 6),
                          "train_images": result.train_images, "steps": result.steps,
                          "plateau": result.plateau.record()}
@@ -231,9 +242,11 @@ def result_rows(
                            "test_predictions": result.test.predictions.tolist()})  # fmt: skip
         return rows
     probes = probe(data, init_path, params.model, params.linear_probe, label_fractions, seed,
-                   device)  # fmt: skip
-    for fraction, (outcome, keep) in zip(label_fractions, probes, strict=True):
-        rows.append({"label_fraction": fraction, "accuracy": round(outcome.accuracy, 6),
+                   device, finetune_seeds)  # fmt: skip
+    runs = itertools.product(label_fractions, finetune_seeds)
+    for (fraction, finetune_seed), (outcome, keep) in zip(runs, probes, strict=True):
+        rows.append({"label_fraction": fraction, "finetune_seed": finetune_seed,
+                     "accuracy": round(outcome.accuracy, 6),
                      "macro_f1": round(outcome.macro_f1, 6), "train_images": len(keep),
                      "iterations": outcome.iterations, "converged": outcome.converged,
                      "C": outcome.C, "cv_folds": outcome.cv_folds}

@@ -9,13 +9,8 @@ from typing import Any
 
 from initbench.comparison import stats
 from initbench.comparison.grid import REFERENCE, fraction_key
+from initbench.comparison.planning import PROTOCOL_NAMES, deciding_section, margin_text, points
 from initbench.comparison.summary import _round
-
-PROTOCOL_NAMES = {"finetune": "Fine-tune", "linear_probe": "Linear probe"}
-#: Seed counts above this get no command in the report: not a practical next run.
-MOST_SEEDS_SHOWN = 100
-#: How many of the seed counts that would decide a cell get their command.
-COMMANDS_SHOWN = 3
 
 
 def cell_file(protocol: str, fraction: float) -> str:
@@ -83,14 +78,6 @@ def curve_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _points(value: float, sign: bool = True) -> str:
-    return f"{value * 100:+.1f}" if sign else f"{value * 100:.1f}"
-
-
-def _margin(summary: dict[str, Any]) -> str:
-    return f"±{summary['family']['margin'] * 100:g} pt"
-
-
 def _verdict(d: dict[str, Any], margin: str) -> str:
     words = {stats.EQUIVALENT: f"equivalent within {margin}"}.get(d["verdict"], d["verdict"])
     if d.get("qualifier") == stats.BEYOND_MARGIN:
@@ -133,24 +120,28 @@ def _plateau_lines(by_fraction: dict[str, Any], fractions: Sequence[float]) -> l
 
 def _fmt_difference(d: dict[str, Any], margin: str) -> str:
     if "low" not in d:
-        return f"{_points(d['diff'])}, {d['verdict']}"
-    return (f"{_points(d['diff'])} [{_points(d['low'])}, {_points(d['high'])}] "
+        return f"{points(d['diff'])}, {d['verdict']}"
+    return (f"{points(d['diff'])} [{points(d['low'])}, {points(d['high'])}] "
             f"{_verdict(d, margin)}")  # fmt: skip
 
 
 def _fmt_noise(d: dict[str, Any]) -> str:
-    seeds = "?" if d["se_seeds"] is None else _points(d["se_seeds"], sign=False)
-    return f"seeds {seeds}, test set {_points(d['se_test'], sign=False)}"
+    seeds = "?" if d["se_seeds"] is None else points(d["se_seeds"], sign=False)
+    text = f"seeds {seeds}, test set {points(d['se_test'], sign=False)}"
+    if "sd_finetune" in d:
+        text += (f"; one run's sd: pretraining {points(d['sd_pretraining'], sign=False)}, "
+                 f"fine-tune {points(d['sd_finetune'], sign=False)}")  # fmt: skip
+    return text
 
 
 def _seed_count(d: dict[str, Any]) -> int:
     return d["seeds_better"] + d["seeds_worse"] + d["seeds_tied"]
 
 
-def _fmt_improvement(d: dict[str, Any]) -> str:
+def _fmt_improvement(d: dict[str, Any], unit: str) -> str:
     if "seeds_better" not in d:
         return "n/a"
-    return (f"{d['seeds_better']} of {_seed_count(d)} seeds; images "
+    return (f"{d['seeds_better']} of {_seed_count(d)} {unit}; images "
             f"{d['images_init_only']:.1%} vs {d['images_reference_only']:.1%}")  # fmt: skip
 
 
@@ -168,8 +159,10 @@ def _protocol_section(
     keys = [fraction_key(f) for f in fractions]
     inits = list(by_fraction[keys[0]])
     others = [i for i in inits if i != REFERENCE]
-    margin = _margin(summary)
-    lines = [f"## {name}", "", "Test accuracy, mean [95% CI] over seeds:", ""]
+    margin = margin_text(summary)
+    repeats = summary["family"].get("finetune_seeds", 1)
+    over = "seeds" if repeats == 1 else f"seeds, each the mean of its {repeats} fine-tune seeds"
+    lines = [f"## {name}", "", f"Test accuracy, mean [95% CI] over {over}:", ""]
     lines += _table(headers, [(i, [_fmt_accuracy(by_fraction[k][i]) for k in keys]) for i in inits]
                     + [(f"majority class ({majority['name']})",
                         [f"{majority['accuracy']:.3f}"] * len(keys))])  # fmt: skip
@@ -188,70 +181,22 @@ def _protocol_section(
     lines += ["Standard error of the difference by source, points. *Test set*: what another "
               "sample of test images would change and more seeds would not; the per-image "
               "noise that differs from seed to seed averages out over seeds and is counted "
-              "under *seeds*:", ""]  # fmt: skip
+              "under *seeds*"
+              + ("" if repeats == 1 else ". *One run's sd*: the spread of a single run's "
+                 "difference between pretraining seeds and between fine-tune seeds of one "
+                 "checkpoint (a seed's mean over its fine-tune seeds varies by pretraining² "
+                 "+ fine-tune² / fine-tune seeds)") + ":", ""]  # fmt: skip
     lines += _table(headers, [(i, [_fmt_noise(d) for d in diffs[i]]) for i in others])
-    lines += ["Probability of improvement: seeds on which the init beats random; test images "
-              "(over seeds) only the init gets right vs only random gets right:", ""]  # fmt: skip
-    lines += _table(headers, [(i, [_fmt_improvement(d) for d in diffs[i]]) for i in others])
+    unit = _unit(summary)
+    lines += [f"Probability of improvement: {unit} on which the init beats random; test images "
+              f"(over {unit}) only the init gets right vs only random gets right:", ""]  # fmt: skip
+    lines += _table(headers, [(i, [_fmt_improvement(d, unit) for d in diffs[i]]) for i in others])
     return lines
 
 
-def _seeds_command(seeds: int) -> str:
-    return f"dvc exp run -S 'compare.seeds=[{','.join(map(str, range(seeds)))}]'"
-
-
-def _deciding_section(summary: dict[str, Any], fractions: Sequence[float], seeds: int,
-                      inits: int) -> list[str]:  # fmt: skip
-    """What would decide the cells that are not decided."""
-    margin, family = _margin(summary), summary["family"]
-    rows, counts = [], set()
-    for protocol, by_fraction in summary["cells"].items():
-        for fraction in fractions:
-            for init, cell in by_fraction[fraction_key(fraction)].items():
-                d = cell.get("vs_random")
-                if d is None or d["verdict"] not in (stats.INCONCLUSIVE, stats.TOO_FEW):
-                    continue
-                where = f"{PROTOCOL_NAMES.get(protocol, protocol)} {fraction * 100:g}%, {init}"
-                if "minimum_detectable" not in d:
-                    rows.append(f"| {where} | {_points(d['diff'])} | needs 2 or more seeds | "
-                                "- | - |")  # fmt: skip
-                    continue
-                need = d["seeds_to_decide"]
-                if need is None:
-                    decide = (f"no number of seeds: the test set alone (SE {_points(d['se_test'], False)}"
-                              f" pt) is too noisy for {margin}; a larger test set or a wider "
-                              "`compare.margin` is needed")  # fmt: skip
-                    cost = "-"
-                else:
-                    counts.add(need)
-                    decide = f"{need:,} seeds"
-                    cost = f"+{(need - seeds) / seeds:,.1f}x" if need > seeds else "-"
-                rows.append(f"| {where} | {_points(d['diff'])} | "
-                            f"{_points(d['minimum_detectable'], False)} | {decide} | {cost} |")  # fmt: skip
-    if not rows:
-        return []
-    low, high = stats.sd_interval(1.0, seeds) if seeds >= 2 else (None, None)
-    lines = ["## What would decide it", "",
-             f"Cells without a verdict. *Detectable now*: the smallest true difference the "
-             f"current {seeds} seeds detect with {family['power']:.0%} power; *seeds to decide*: "
-             f"the seeds that detect a difference of {margin} with that power. Both at the "
-             f"per-test level {family['planning_alpha']:.4g} (Holm's strictest step), from each "
-             "cell's spread of paired differences over seeds and its test-set noise.", ""]  # fmt: skip
-    if low is not None:
-        lines += [f"A spread estimated from {seeds} seeds is itself rough: its 95% interval runs "
-                  f"from {low:.2f}x to {high:.2f}x the estimate, so read these counts as orders "
-                  "of magnitude.", ""]  # fmt: skip
-    lines += ["| cell | difference, pt | detectable now, pt | seeds to decide | added compute |",
-              "|---|---|---|---|---|", *rows, ""]  # fmt: skip
-    lines += [f"Each added seed runs every pretraining and the {inits} inits' fine-tunes and probes "
-              "once more, while DVC reuses the runs it has: N seeds add (N - "
-              f"{seeds}) / {seeds} times this comparison's compute (its `make repro` time). "
-              "The cheapest cells first:", ""]  # fmt: skip
-    shown = sorted(n for n in counts if n <= MOST_SEEDS_SHOWN)[:COMMANDS_SHOWN]
-    lines += [f"    {_seeds_command(n)}" for n in shown]
-    if not shown:
-        lines += [f"    (every count above is over {MOST_SEEDS_SHOWN} seeds: not a practical run)"]
-    return [*lines, ""]
+def _unit(summary: dict[str, Any]) -> str:
+    """What a probability of improvement counts: seeds, or runs with fine-tune repeats."""
+    return "seeds" if summary["family"].get("finetune_seeds", 1) == 1 else "runs"
 
 
 def _per_init_counts(summary: dict[str, Any]) -> list[str]:
@@ -266,7 +211,8 @@ def _per_init_counts(summary: dict[str, Any]) -> list[str]:
                     total = totals.setdefault(init, [0, 0, 0])
                     for i, n in enumerate((d["seeds_better"], d["seeds_worse"], _seed_count(d))):
                         total[i] += n
-    return [f"- **{init}**: better than random in {better} of {n} seed x cell pairs, worse in "
+    unit = _unit(summary)[:-1]
+    return [f"- **{init}**: better than random in {better} of {n} {unit} x cell pairs, worse in "
             f"{worse}" for init, (better, worse, n) in totals.items()]  # fmt: skip
 
 
@@ -286,7 +232,7 @@ def report_markdown(
         majority: ``{"name", "accuracy", "macro_f1"}`` of always answering the largest class.
         settings: ``(name, value)`` lines, in order.
     """
-    family, margin = summary["family"], _margin(summary)
+    family, margin = summary["family"], margin_text(summary)
     headers = [f"{f * 100:g}% labels ({subsets[fraction_key(f)]['images']:,} images, "
                f"{subsets[fraction_key(f)]['realised_fraction']:.1%})"
                for f in label_fractions]  # fmt: skip
@@ -316,7 +262,7 @@ def report_markdown(
     counts = _per_init_counts(summary)
     if counts:
         lines += ["## Across cells", "", *counts, ""]
-    lines += _deciding_section(summary, label_fractions, seeds, len(first))
+    lines += deciding_section(summary, label_fractions, seeds, len(first))
     lines += ["## Settings", ""]
     lines += [f"- **{name}:** {value}" for name, value in settings]
     lines.append("")

@@ -8,34 +8,38 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from initbench.comparison.grid import run_label
 from initbench.core.errors import InitbenchError
 
 
 def collect_runs(
-    folder: str | os.PathLike[str], grid: Collection[tuple[str, int, float]]
+    folder: str | os.PathLike[str], grid: Collection[tuple[str, int, int, float]]
 ) -> list[dict[str, Any]]:
     """Every run row under ``folder`` (``*.json``, searched recursively, in sorted path
-    order) whose ``(init, seed, label_fraction)`` is in ``grid``.
+    order) whose ``(init, seed, finetune_seed, label_fraction)`` is in ``grid``.
 
     Each file is a list of runs; a file of one run (a dict, as earlier versions wrote) is
-    read too. Runs outside ``grid`` (say, of a seed since dropped from params) are left out.
+    read too, and a row without ``finetune_seed`` (earlier versions) is fine-tune seed 0.
+    Runs outside ``grid`` (say, of a seed since dropped from params) are left out.
 
     Raises:
-        InitbenchError: a run (protocol, init, seed, label fraction) is in two files,
-            naming both.
+        InitbenchError: a run (protocol, init, seed, fine-tune seed, label fraction) is in
+            two files, naming both.
     """
     rows, found = [], {}
     for path in sorted(Path(folder).rglob("*.json")):
         loaded = json.loads(path.read_text())
         for row in [loaded] if isinstance(loaded, dict) else loaded:
-            if (row["init"], row["seed"], row["label_fraction"]) not in grid:
+            row = {"finetune_seed": 0} | row
+            run = (row["init"], row["seed"], row["finetune_seed"], row["label_fraction"])
+            if run not in grid:
                 continue
-            key = (row["protocol"], row["init"], row["seed"], row["label_fraction"])
+            key = (row["protocol"], *run)
             if key in found:
                 raise InitbenchError(
                     f"{path} and {found[key]} both hold the {key[0]} run of init {key[1]}, "
-                    f"seed {key[2]}, label fraction {key[3]:g}; delete the stale one (a "
-                    "file no stage of dvc.yaml writes) and run `dvc repro` again"
+                    f"seed {run_label(key[2], key[3])}, label fraction {key[4]:g}; delete the "
+                    "stale one (a file no stage of dvc.yaml writes) and run `dvc repro` again"
                 )
             found[key] = path
             rows.append(row)

@@ -3,8 +3,10 @@ each init's accuracy over seeds and, against random, the paired difference with 
 verdict, power and probability of improvement (:mod:`initbench.comparison.stats`).
 
 A *run* is one result row of ``compare_run``: ``{"protocol", "init", "seed",
-"label_fraction", "accuracy", "macro_f1", "train_images", "labelled_subset", "per_class",
-"test_predictions", ...}``. A *cell* is one protocol x label fraction x init, over seeds.
+"finetune_seed", "label_fraction", "accuracy", "macro_f1", "train_images",
+"labelled_subset", "per_class", "test_predictions", ...}``. A *cell* is one protocol x
+label fraction x init, over seeds; with several fine-tune seeds a seed's runs are averaged
+first, and their spread is split by level (:mod:`initbench.comparison.levels`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from initbench.comparison import stats
-from initbench.comparison.grid import PROTOCOLS, REFERENCE, fraction_key
+from initbench.comparison import levels, stats
+from initbench.comparison.grid import PROTOCOLS, REFERENCE, fraction_key, run_label
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -27,10 +29,15 @@ def _sig(value: float) -> float:
     return float(f"{value:.4g}")
 
 
-def _index(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str, float, int], dict]:
-    table: dict[tuple[str, str, float, int], dict] = {}
+def _finetune_seed(row: dict[str, Any]) -> int:
+    return int(row.get("finetune_seed", 0))  # rows of earlier versions: repeat 0
+
+
+def _index(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str, float, int, int], dict]:
+    table: dict[tuple[str, str, float, int, int], dict] = {}
     for row in results:
-        key = (row["protocol"], row["init"], float(row["label_fraction"]), int(row["seed"]))
+        key = (row["protocol"], row["init"], float(row["label_fraction"]), int(row["seed"]),
+               _finetune_seed(row))  # fmt: skip
         if key in table:
             raise ValueError(f"run {key} appears twice")
         table[key] = row
@@ -38,24 +45,38 @@ def _index(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str, float, int
 
 
 def _runs(
-    table: dict, protocol: str, init: str, fraction: float, seeds: Sequence[int]
-) -> list[dict]:
+    table: dict, protocol: str, init: str, fraction: float, seeds: Sequence[int],
+    finetune_seeds: Sequence[int],
+) -> list[list[dict]]:  # fmt: skip
+    """The runs of one cell, ``[seed][finetune seed]``."""
     runs = []
     for seed in seeds:
-        key = (protocol, init, float(fraction), int(seed))
-        if key not in table:
-            raise ValueError(f"no result for protocol={protocol} init={init} "
-                             f"label_fraction={fraction:g} seed={seed}; run `dvc repro`")  # fmt: skip
-        runs.append(table[key])
+        runs.append([])
+        for repeat in finetune_seeds:
+            key = (protocol, init, float(fraction), int(seed), int(repeat))
+            if key not in table:
+                raise ValueError(f"no result for protocol={protocol} init={init} "
+                                 f"label_fraction={fraction:g} seed={run_label(seed, repeat)}; "
+                                 "run `dvc repro`")  # fmt: skip
+            runs[-1].append(table[key])
     return runs
 
 
+def _label(row: dict[str, Any]) -> str:
+    return run_label(int(row["seed"]), _finetune_seed(row))
+
+
+def _flat(runs: list[list[dict]]) -> list[dict]:
+    return [run for repeats in runs for run in repeats]
+
+
 def _right(runs: Sequence[dict], test_labels: np.ndarray) -> np.ndarray:
-    """bool ``(S, N)``: which test images each run got right."""
+    """bool ``(R, N)``: which test images each run got right."""
     for run in runs:
         if len(run.get("test_predictions", ())) != len(test_labels):
             raise ValueError(
-                f"the {run['protocol']} run of init {run['init']}, seed {run['seed']}, label "
+                f"the {run['protocol']} run of init {run['init']}, seed "
+                f"{run_label(run['seed'], _finetune_seed(run))}, label "
                 f"fraction {run['label_fraction']:g} holds no predictions for the "
                 f"{len(test_labels)} test images; run `dvc repro` to re-run it"
             )
@@ -69,8 +90,8 @@ def labelled_subsets(
     init and protocol (the pairing).
 
     Returns:
-        ``{fraction_key: {"images", "realised_fraction", "seeds": {seed: {"sha256",
-        "per_class"}}}}``.
+        ``{fraction_key: {"images", "realised_fraction", "seeds": {run: {"sha256",
+        "per_class"}}}}``, ``run`` being :func:`initbench.comparison.grid.run_label`.
 
     Raises:
         ValueError: two runs of one seed and fraction trained on different subsets.
@@ -82,8 +103,8 @@ def labelled_subsets(
         for row in results:
             if float(row["label_fraction"]) != float(fraction):
                 continue
-            seed, subset = str(row["seed"]), {"sha256": row["labelled_subset"],
-                                              "per_class": row["per_class"]}  # fmt: skip
+            seed = run_label(int(row["seed"]), _finetune_seed(row))
+            subset = {"sha256": row["labelled_subset"], "per_class": row["per_class"]}
             if seeds.setdefault(seed, subset) != subset:
                 first = owner[seed]
                 raise ValueError(
@@ -95,8 +116,12 @@ def labelled_subsets(
         images = sum(next(iter(seeds.values()))["per_class"]) if seeds else 0
         out[fraction_key(fraction)] = {"images": images,
                                        "realised_fraction": _round(images / train_size),
-                                       "seeds": dict(sorted(seeds.items(), key=lambda kv: int(kv[0])))}  # fmt: skip
+                                       "seeds": dict(sorted(seeds.items(), key=_label_order))}  # fmt: skip
     return out
+
+
+def _label_order(item: tuple[str, Any]) -> tuple[int, ...]:
+    return tuple(int(part) for part in item[0].split("/"))
 
 
 def majority_class(train_labels: np.ndarray, test_labels: np.ndarray) -> dict[str, Any]:
@@ -116,13 +141,25 @@ def majority_class(train_labels: np.ndarray, test_labels: np.ndarray) -> dict[st
                                                   [train_labels, test_labels])))))}  # fmt: skip
 
 
-def _difference(init_runs: list[dict], reference_runs: list[dict], test_labels: np.ndarray,
-                margin: float) -> tuple[stats.PairedDifference, dict[str, Any]]:  # fmt: skip
-    right, reference = _right(init_runs, test_labels), _right(reference_runs, test_labels)
-    diff = stats.paired_difference(right, reference)
-    return diff, {"p": stats.t_test(diff.mean, diff.se, diff.df),
-                  "tost_p": stats.tost(diff.mean, diff.se, diff.df, margin),
-                  **stats.improvement(right, reference)}  # fmt: skip
+def _difference(
+    init_runs: list[list[dict]], reference_runs: list[list[dict]], test_labels: np.ndarray,
+    margin: float,
+) -> tuple[stats.PairedDifference, levels.Levels | None, dict[str, Any]]:  # fmt: skip
+    """The paired difference on per-seed means over fine-tune seeds, the spread by level
+    (``None`` with one fine-tune seed or one seed), and the tests."""
+    seeds, repeats = len(init_runs), len(init_runs[0])
+    right = _right(_flat(init_runs), test_labels)
+    reference = _right(_flat(reference_runs), test_labels)
+    by_seed = (right.reshape(seeds, repeats, -1).mean(axis=1)
+               - reference.reshape(seeds, repeats, -1).mean(axis=1))  # fmt: skip
+    diff = stats.variance_components(by_seed)
+    split = None
+    if seeds >= 2 and repeats >= 2:
+        per_run = (right.mean(axis=1) - reference.mean(axis=1)).reshape(seeds, repeats)
+        split = levels.nested_components(per_run)
+    return diff, split, {"p": stats.t_test(diff.mean, diff.se, diff.df),
+                         "tost_p": stats.tost(diff.mean, diff.se, diff.df, margin),
+                         **stats.improvement(right, reference)}  # fmt: skip
 
 
 def summarize(
@@ -134,20 +171,27 @@ def summarize(
     margin: float,
     correction: str,
     protocols: Sequence[str] = PROTOCOLS,
+    finetune_seeds: Sequence[int] = (0,),
 ) -> dict[str, Any]:
-    """Aggregate run results into the summary (``reports/compare.json``).
+    """Aggregate run results into the summary (``reports/compare.json``). A seed's
+    accuracy is its mean over ``finetune_seeds``.
 
     Returns:
         ``{"family": {...}, "cells": {protocol: {fraction_key: {init: cell}}}}``. ``family``
         holds ``tests`` (the number of init-vs-random tests, those with 2 or more seeds),
-        ``correction``, ``confidence``, ``margin``, ``power`` and ``planning_alpha``. A
-        cell holds ``mean``, ``std``, ``n``, ``ci95_low``, ``ci95_high`` of test accuracy
-        over seeds, ``macro_f1`` (mean) and, for runs that record one, ``plateau`` (``runs``
-        and the seeds ``not_reached``); every init but random also ``vs_random``: the
+        ``correction``, ``confidence``, ``margin``, ``power``, ``planning_alpha`` and
+        ``finetune_seeds`` (their count). A cell holds ``mean``, ``std``, ``n``,
+        ``ci95_low``, ``ci95_high`` of test accuracy over seeds, ``macro_f1`` (mean) and,
+        for runs that record one, ``plateau`` (``runs`` and the runs ``not_reached``, as
+        :func:`initbench.comparison.grid.run_label`); every init but random also
+        ``vs_random``: the
         paired difference ``diff``, its standard error parts ``se_seeds`` and ``se_test``,
         ``df``, ``p`` and ``p_adjusted``, the interval ``low``/``high`` at ``confidence``,
         ``tost_p`` and ``tost_p_adjusted``, ``verdict`` and ``qualifier``, the probability
-        of improvement, ``seed_sd``, ``minimum_detectable`` and ``seeds_to_decide``.
+        of improvement (over runs), ``seed_sd``, ``minimum_detectable`` and
+        ``seeds_to_decide``; with 2 or more fine-tune seeds also ``sd_pretraining`` and
+        ``sd_finetune`` (one run's spread by level) and ``finetune_seeds_to_decide`` (at
+        the current seeds; ``None`` when no number would).
 
     Raises:
         ValueError: a run is missing, present twice or holds no test predictions, naming
@@ -158,34 +202,37 @@ def summarize(
     alpha = 1 - stats.CONFIDENCE
     table = _index(results)
     cells: dict[str, Any] = {}
-    tested: list[tuple[dict[str, Any], stats.PairedDifference, dict[str, Any]]] = []
+    tested: list[tuple[dict[str, Any], stats.PairedDifference, levels.Levels | None,
+                       dict[str, Any]]] = []  # fmt: skip
     for protocol in protocols:
         cells[protocol] = {}
         for fraction in label_fractions:
-            reference_runs = _runs(table, protocol, REFERENCE, fraction, seeds)
+            reference_runs = _runs(table, protocol, REFERENCE, fraction, seeds, finetune_seeds)
             cell: dict[str, Any] = {}
             for init in inits:
-                runs = _runs(table, protocol, init, fraction, seeds)
+                runs = _runs(table, protocol, init, fraction, seeds, finetune_seeds)
+                flat = _flat(runs)
+                per_seed = [float(np.mean([r["accuracy"] for r in repeats])) for repeats in runs]
                 cell[init] = {k: _round(v) if k != "n" else v for k, v in
-                              stats.t_interval([r["accuracy"] for r in runs]).items()}  # fmt: skip
-                cell[init]["macro_f1"] = _round(float(np.mean([r["macro_f1"] for r in runs])))
-                if all("plateau" in r for r in runs):
+                              stats.t_interval(per_seed).items()}  # fmt: skip
+                cell[init]["macro_f1"] = _round(float(np.mean([r["macro_f1"] for r in flat])))
+                if all("plateau" in r for r in flat):
                     cell[init]["plateau"] = {
-                        "runs": len(runs),
-                        "not_reached": [r["seed"] for r in runs if not r["plateau"]["reached"]],
+                        "runs": len(flat),
+                        "not_reached": [_label(r) for r in flat if not r["plateau"]["reached"]],
                     }
                 if init != REFERENCE:
-                    diff, tests = _difference(runs, reference_runs, test_labels, margin)
+                    diff, split, tests = _difference(runs, reference_runs, test_labels, margin)
                     cell[init]["vs_random"] = {}
-                    tested.append((cell[init]["vs_random"], diff, tests))
+                    tested.append((cell[init]["vs_random"], diff, split, tests))
             cells[protocol][fraction_key(fraction)] = cell
-    family = [i for i, (_, diff, _) in enumerate(tested) if diff.seeds >= 2]
+    family = [i for i, (_, diff, _, _) in enumerate(tested) if diff.seeds >= 2]
     planning_alpha = alpha / max(len(family), 1) if correction == "holm" else alpha
-    p_adjusted = dict(zip(family, stats.adjust([tested[i][2]["p"] for i in family], correction),
+    p_adjusted = dict(zip(family, stats.adjust([tested[i][3]["p"] for i in family], correction),
                           strict=True))  # fmt: skip
-    tost_adjusted = dict(zip(family, stats.adjust([tested[i][2]["tost_p"] for i in family],
+    tost_adjusted = dict(zip(family, stats.adjust([tested[i][3]["tost_p"] for i in family],
                                                   correction), strict=True))  # fmt: skip
-    for i, (out, diff, tests) in enumerate(tested):
+    for i, (out, diff, split, tests) in enumerate(tested):
         out |= {"diff": _round(diff.mean), "se_seeds": _round(None if diff.var_seeds is None
                                                               else diff.var_seeds**0.5),
                 "se_test": _round(diff.var_test**0.5), "seed_sd": _round(diff.seed_sd)}  # fmt: skip
@@ -206,7 +253,13 @@ def summarize(
                                                      margin, planning_alpha),
         } | {k: _round(v) if isinstance(v, float) else v for k, v in tests.items()
              if k not in ("p", "tost_p")}  # fmt: skip
+        if split is not None:
+            out |= {"sd_pretraining": _round(split.pretraining**0.5),
+                    "sd_finetune": _round(split.finetune**0.5),
+                    "finetune_seeds_to_decide": levels.finetune_seeds_to_decide(
+                        split, diff.var_test, diff.seeds, diff.images, margin, planning_alpha)}  # fmt: skip
     return {"family": {"tests": len(family), "correction": correction,
                        "confidence": stats.CONFIDENCE, "margin": margin, "power": stats.POWER,
-                       "planning_alpha": _round(planning_alpha)},
+                       "planning_alpha": _round(planning_alpha),
+                       "finetune_seeds": len(finetune_seeds)},
             "cells": cells}  # fmt: skip
