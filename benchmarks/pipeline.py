@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -48,25 +49,31 @@ def stage_kinds(worktree: Path) -> list[tuple[str, str, int]]:
     """``(kind, one variant's name, number of variants)`` of the default pipeline at a commit."""
     params = yaml.safe_load((worktree / "params.yaml").read_text())
     stages = yaml.safe_load((worktree / "dvc.yaml").read_text())["stages"]
-    compare = params["compare"]
-    inits, seeds, fractions = compare["inits"], compare["seeds"], compare["label_fractions"]
-    init, seed = inits[0], seeds[0]
+    seed = params["compare"]["seeds"][0]
     kinds = []
     for name, stage in stages.items():
         if "foreach" in stage:
-            kinds.append((name, f"{name}@{seed}", len(seeds)))
-        elif "matrix" in stage:
-            axes = stage["matrix"]
-            if "label_fraction" in axes:
-                for fraction in fractions:  # a variant's cost depends on its fraction
-                    item = "-".join(str(v) for v in (init, seed, fraction))
-                    kinds.append((f"{name} {fraction:g}", f"{name}@{item}",
-                                  len(inits) * len(seeds)))  # fmt: skip
-            else:
-                kinds.append((name, f"{name}@{init}-{seed}", len(inits) * len(seeds)))
+            kinds.append((name, f"{name}@{seed}", len(params["compare"]["seeds"])))
+        elif "matrix" in stage:  # axes like ${compare.inits}: their lists from params.yaml
+            axes = {axis: _param_list(params, ref) for axis, ref in stage["matrix"].items()}
+            fractions = axes.get("label_fraction", [None])
+            count = math.prod(len(v) for axis, v in axes.items() if axis != "label_fraction")
+            for fraction in fractions:  # a variant's cost depends on its fraction
+                item = "-".join(str(fraction if axis == "label_fraction" else values[0])
+                                for axis, values in axes.items())  # fmt: skip
+                kind = name if fraction is None else f"{name} {fraction:g}"
+                kinds.append((kind, f"{name}@{item}", count))
         else:
             kinds.append((name, name, 1))
     return kinds
+
+
+def _param_list(params: dict, reference: str) -> list:
+    """``"${compare.seeds}"`` -> that list of params.yaml."""
+    value: object = params
+    for key in reference.strip("${} ").split("."):
+        value = value[key]  # type: ignore[index]
+    return list(value)  # type: ignore[call-overload]
 
 
 def worktree(commit: str, root: Path) -> Path:

@@ -372,6 +372,16 @@ def test_runs_not_at_a_plateau_are_flagged_in_the_report():
     (line,) = [x for x in text.splitlines() if x.startswith("| simclr | 0.")][:1]
     assert "⚠ 1 of 3 runs not at a plateau" in line
     assert "- 10% labels: 5 of 6 runs at a plateau; still changing: simclr seed(s) 1" in text
+    difference = [x for x in text.splitlines() if x.startswith("| simclr | +")]
+    assert len(difference) == 1 and difference[0].endswith(" ⚠ |")
+    assert "ended before a plateau, so the difference is that of this budget" in text
+    for row in rows:  # every run settled: no mark on the difference
+        row["plateau"]["reached"] = True
+    out = summarize(rows, LABELS, ["random", "simclr"], SEEDS, [0.1], 0.01, "holm", ("finetune",))
+    text = report.report_markdown(out, [0.1], labelled_subsets(rows, [0.1], 400),
+                                  {"name": "c0", "accuracy": 0.25, "macro_f1": 0.1}, [])  # fmt: skip
+    assert not [x for x in text.splitlines() if x.startswith("| simclr |") and "⚠" in x]
+    assert "ended before a plateau" not in text
 
 
 def test_pretraining_line_gives_compute_and_the_longer_budget_when_not_flat():

@@ -118,6 +118,11 @@ def _plateau_lines(by_fraction: dict[str, Any], fractions: Sequence[float]) -> l
             *lines, ""]  # fmt: skip
 
 
+def _unsettled(cell: dict[str, Any], init: str) -> bool:
+    """Whether runs of ``init`` or of the reference in ``cell`` ended before a plateau."""
+    return any(cell[i].get("plateau", {}).get("not_reached") for i in (init, REFERENCE))
+
+
 def _fmt_difference(d: dict[str, Any], margin: str) -> str:
     if "low" not in d:
         return f"{points(d['diff'])}, {d['verdict']}"
@@ -176,8 +181,14 @@ def _protocol_section(
     if not others:
         return lines
     diffs = {i: [by_fraction[k][i]["vs_random"] for k in keys] for i in others}
-    lines += [f"Paired difference against {REFERENCE}, points of accuracy [interval], verdict:", ""]
-    lines += _table(headers, [(i, [_fmt_difference(d, margin) for d in diffs[i]]) for i in others])
+    unsettled = {i: [_unsettled(by_fraction[k], i) for k in keys] for i in others}
+    lines += [f"Paired difference against {REFERENCE}, points of accuracy [interval], verdict"
+              + (f" (⚠: runs of the init or of {REFERENCE} ended before a plateau, so the "
+                 "difference is that of this budget and a longer one may change it)"
+                 if any(any(u) for u in unsettled.values()) else "") + ":", ""]  # fmt: skip
+    lines += _table(headers, [(i, [_fmt_difference(d, margin) + (" ⚠" if u else "")
+                                   for d, u in zip(diffs[i], unsettled[i], strict=True)])
+                              for i in others])  # fmt: skip
     lines += ["Standard error of the difference by source, points. *Test set*: what another "
               "sample of test images would change and more seeds would not; the per-image "
               "noise that differs from seed to seed averages out over seeds and is counted "

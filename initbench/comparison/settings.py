@@ -63,6 +63,11 @@ def settings(
         ("seeds", f"{c.seeds}; each seed re-runs pretraining and draws the label subset, head "
                   "init, data order, augmentation and dropout masks, so the spread covers all "
                   "of them; the split and test images are the same for every run"),
+        ("fine-tune seeds", f"{c.finetune_seeds} (compare.finetune_seeds); " + (
+            "one fine-tune and probe of each checkpoint" if len(c.finetune_seeds) == 1 else
+            f"{len(c.finetune_seeds)} fine-tunes and probes of each checkpoint, each drawing "
+            "the label subset, head init, data order, augmentation and dropout masks anew from "
+            "(seed, fine-tune seed); a seed's accuracy is their mean")),
         ("statistics", f"margin ±{c.margin * 100:g} points (compare.margin), correction "
                        f"{c.correction} (compare.correction), family-wise confidence "
                        f"{stats.CONFIDENCE:.0%}, power {stats.POWER:.0%} for planning; "
