@@ -20,10 +20,13 @@ Rows:
   version (features of 64-image batches; cosine top-k in torch; a torch linear layer
   trained with Adam). Both sides' accuracies are printed, so the speed is not bought with
   a different answer.
-- ingest: ``benchmarks/ingest_bench.py`` (generated JPEG folders, never in the repo).
+- ingest: ``benchmarks/ingest_bench.py`` (generated JPEG folders, never in the repo), and
+  its large-picture case (12 panoramas, 8 decoders, with and without the memory bound).
 - pipeline: wall time per stage of the default ``make repro``, before and after, from
   ``reports/bench_pipeline.json`` (written by ``benchmarks/pipeline.py``, which takes
-  about 20 minutes on 2 cores, so it is not re-run here).
+  about 20 minutes on 2 cores, so it is not re-run here), and the share of each stage's
+  process that is not training, from ``reports/bench_overhead.json`` (written by
+  ``benchmarks/overhead.py``, about 7 minutes).
 
 Inputs are generated (``benchmarks/common.py``: synthetic 10-class gratings at
 ``params.yaml``'s ``data.image_size`` and ``data.channels``); nothing is downloaded. Every
@@ -359,7 +362,30 @@ def ingest_section(rounds: int) -> str:
     except ImportError as exc:
         return f"(ingest benchmark unavailable: {exc})"
     with tempfile.TemporaryDirectory(prefix="initbench-bench-") as tmp:
-        return ingest_bench.markdown(ingest_bench.ingest_figures(Path(tmp), rounds=rounds))
+        figures = ingest_bench.markdown(ingest_bench.ingest_figures(Path(tmp), rounds=rounds))
+    with tempfile.TemporaryDirectory(prefix="initbench-bench-") as tmp:
+        panoramas = ingest_bench.panorama_figures(Path(tmp), PANORAMAS, PANORAMA_DECODERS)
+    return (
+        f"{figures}\n\nLarge pictures: {PANORAMAS} 12000x9000 PNGs among 80 small "
+        f"pictures, {PANORAMA_DECODERS} decoders, with the large-image slots "
+        "(`initbench.data.ingest.LARGE_SLOTS`) and with as many slots as decoders (no "
+        "bound); peak memory over the process tree and of the largest process:\n\n"
+        + ingest_bench.markdown(panoramas)
+    )
+
+
+def overhead_section() -> str:
+    path = REPO / "reports" / "bench_overhead.json"
+    if not path.exists():
+        return "(no `reports/bench_overhead.json`: run `python benchmarks/overhead.py`)"
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import overhead
+
+    return overhead.markdown(json.loads(path.read_text()))
+
+
+#: The ingest section's large-picture case: panoramas and decoders (more than 2 cores).
+PANORAMAS, PANORAMA_DECODERS = 12, 8
 
 
 def pipeline_section() -> str:
@@ -408,6 +434,8 @@ def main() -> None:
         parts += ["", "## Ingest", "", ingest_section(max(1, args.rounds // 2))]
     if "pipeline" in args.only:
         parts += ["", "## Pipeline (default `make repro`)", "", pipeline_section()]
+        parts += ["", "## Time that is not training (default `make repro`)", "",
+                  overhead_section()]  # fmt: skip
     text = "\n".join(parts).rstrip() + "\n"
     print()
     print(text)

@@ -404,7 +404,7 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     print(markdown(rows))
-    if len(rows) > 1:
+    if len(rows) > 1 and "images" in rows[0]:
         first, last = rows[0], rows[-1]
         growth = last["ours_s"] / first["ours_s"]
         print(
