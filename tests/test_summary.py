@@ -323,6 +323,8 @@ def test_curve_rows():
         {"init": "random", "seed": 0, "label_fraction": 0.1, "run": "random seed 0",
          "step": 5, "train_loss": 2.2, "val_accuracy": 0.2},
     ]  # fmt: skip
+    repeat = {**_curve_results()[1], "finetune_seed": 2}  # a fine-tune repeat: its own line
+    assert report.curve_rows([repeat])[0]["run"] == "random seed 0/2"
 
 
 def test_fill_chart_replaces_the_anchor_without_touching_the_template():
@@ -365,13 +367,20 @@ def test_runs_not_at_a_plateau_are_flagged_in_the_report():
                           "noise": 0.02, "points": 100}  # fmt: skip
     out = summarize(rows, LABELS, ["random", "simclr"], SEEDS, [0.1], 0.01, "holm", ("finetune",))
     cells = out["cells"]["finetune"]["labels_10%"]
-    assert cells["simclr"]["plateau"] == {"runs": 3, "not_reached": ["1"]}
+    assert cells["simclr"]["plateau"] == {
+        "runs": 3,
+        "not_reached": ["1"],
+        "worst": {"change": -0.2, "noise": 0.02},
+    }
     assert cells["random"]["plateau"] == {"runs": 3, "not_reached": []}
     text = report.report_markdown(out, [0.1], labelled_subsets(rows, [0.1], 400),
                                   {"name": "c0", "accuracy": 0.25, "macro_f1": 0.1}, [])  # fmt: skip
     (line,) = [x for x in text.splitlines() if x.startswith("| simclr | 0.")][:1]
     assert "⚠ 1 of 3 runs not at a plateau" in line
-    assert "- 10% labels: 5 of 6 runs at a plateau; still changing: simclr seed(s) 1" in text
+    assert (
+        "- 10% labels: 5 of 6 runs at a plateau; still changing: simclr seed(s) 1; furthest "
+        "from flat: a change of -0.2 over the last third against noise 0.02"
+    ) in text
     difference = [x for x in text.splitlines() if x.startswith("| simclr | +")]
     assert len(difference) == 1 and difference[0].endswith(" ⚠ |")
     assert "ended before a plateau, so the difference is that of this budget" in text

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from initbench.comparison import stats
-from initbench.comparison.grid import REFERENCE, fraction_key
+from initbench.comparison.grid import REFERENCE, fraction_key, run_label
 from initbench.comparison.planning import PROTOCOL_NAMES, deciding_section, margin_text, points
 from initbench.comparison.summary import _round
 
@@ -72,7 +72,8 @@ def curve_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for point in result.get("history", []):
             rows.append({"init": result["init"], "seed": result["seed"],
                          "label_fraction": result["label_fraction"],
-                         "run": f"{result['init']} seed {result['seed']}",
+                         "run": f"{result['init']} seed "
+                                f"{run_label(result['seed'], result.get('finetune_seed', 0))}",
                          "step": point["step"], "train_loss": point["train_loss"],
                          "val_accuracy": point["val_accuracy"]})  # fmt: skip
     return rows
@@ -108,8 +109,12 @@ def _plateau_lines(by_fraction: dict[str, Any], fractions: Sequence[float]) -> l
         failed = [f"{i} seed(s) {', '.join(map(str, p['not_reached']))}"
                   for i, p in checked.items() if p["not_reached"]]  # fmt: skip
         reached = runs - sum(len(p["not_reached"]) for p in checked.values())
+        worst = [p["worst"] for p in checked.values() if "worst" in p]
+        furthest = max(worst, key=lambda w: abs(w["change"]) / max(w["noise"], 1e-12), default=None)
         lines.append(f"- {fraction * 100:g}% labels: {reached} of {runs} runs at a plateau"
-                     + (f"; still changing: {'; '.join(failed)}" if failed else ""))  # fmt: skip
+                     + (f"; still changing: {'; '.join(failed)}" if failed else "")
+                     + (f"; furthest from flat: a change of {furthest['change']:+.3g} over the "
+                        f"last third against noise {furthest['noise']:.3g}" if furthest else ""))  # fmt: skip
     if not lines:
         return []
     return ["Plateau check of the fine-tunes (the train loss's drift over the last third of "

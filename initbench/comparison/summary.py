@@ -182,8 +182,9 @@ def summarize(
         ``correction``, ``confidence``, ``margin``, ``power``, ``planning_alpha`` and
         ``finetune_seeds`` (their count). A cell holds ``mean``, ``std``, ``n``,
         ``ci95_low``, ``ci95_high`` of test accuracy over seeds, ``macro_f1`` (mean) and,
-        for runs that record one, ``plateau`` (``runs`` and the runs ``not_reached``, as
-        :func:`initbench.comparison.grid.run_label`); every init but random also
+        for runs that record one, ``plateau`` (``runs``, the runs ``not_reached``, as
+        :func:`initbench.comparison.grid.run_label`, and the ``worst`` of those: its
+        ``change`` and ``noise``); every init but random also
         ``vs_random``: the
         paired difference ``diff``, its standard error parts ``se_seeds`` and ``se_test``,
         ``df``, ``p`` and ``p_adjusted``, the interval ``low``/``high`` at ``confidence``,
@@ -217,10 +218,13 @@ def summarize(
                               stats.t_interval(per_seed).items()}  # fmt: skip
                 cell[init]["macro_f1"] = _round(float(np.mean([r["macro_f1"] for r in flat])))
                 if all("plateau" in r for r in flat):
-                    cell[init]["plateau"] = {
-                        "runs": len(flat),
-                        "not_reached": [_label(r) for r in flat if not r["plateau"]["reached"]],
-                    }
+                    open_runs = [r for r in flat if not r["plateau"]["reached"]]
+                    cell[init]["plateau"] = {"runs": len(flat),
+                                             "not_reached": [_label(r) for r in open_runs]}  # fmt: skip
+                    if open_runs:  # the run furthest from flat, drift over its noise
+                        worst = max((r["plateau"] for r in open_runs),
+                                    key=lambda p: abs(p["change"]) / max(p["noise"], 1e-12))  # fmt: skip
+                        cell[init]["plateau"]["worst"] = {k: worst[k] for k in ("change", "noise")}
                 if init != REFERENCE:
                     diff, split, tests = _difference(runs, reference_runs, test_labels, margin)
                     cell[init]["vs_random"] = {}
