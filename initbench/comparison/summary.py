@@ -184,9 +184,8 @@ def summarize(
         ``ci95_low``, ``ci95_high`` of test accuracy over seeds, ``macro_f1`` (mean) and,
         for runs that record one, ``plateau`` (``runs``, the runs ``not_reached``, as
         :func:`initbench.comparison.grid.run_label`, and the ``worst`` of those: its
-        ``change`` and ``noise``); every init but random also
-        ``vs_random``: the
-        paired difference ``diff``, its standard error parts ``se_seeds`` and ``se_test``,
+        ``change`` and ``noise``); every init but random also ``vs_random``: the paired
+        difference ``diff``, its standard error parts ``se_seeds`` and ``se_test``,
         ``df``, ``p`` and ``p_adjusted``, the interval ``low``/``high`` at ``confidence``,
         ``tost_p`` and ``tost_p_adjusted``, ``verdict`` and ``qualifier``, the probability
         of improvement (over runs), ``seed_sd``, ``minimum_detectable`` and
