@@ -68,8 +68,9 @@ def main() -> None:
               f"{run_label(args.seed, r['finetune_seed'])} labels {r['label_fraction']:g}: "
               f"test accuracy {r['accuracy']:.4f}")  # fmt: skip
     c = params.compare
-    # the fine-tunes, one variant each, and the probes, one variant an init and seed
-    runs = len(c.inits) * len(c.seeds) * (len(c.label_fractions) * len(c.finetune_seeds) + 1)
+    # the fine-tunes, one variant each, and the probes, one variant an init, seed and
+    # fine-tune seed
+    runs = len(c.inits) * len(c.seeds) * len(c.finetune_seeds) * (len(c.label_fractions) + 1)
     line = report_run(runs, started)
     if line:
         print(line)

@@ -430,7 +430,8 @@ def test_finetune_seeds_average_within_a_seed_and_split_the_spread_by_level():
                     ("finetune",), finetune_seeds=[0, 1])  # fmt: skip
     cell = out["cells"]["finetune"]["labels_10%"]
     assert cell["random"]["n"] == 3
-    assert cell["random"]["mean"] == pytest.approx(np.mean([0.52, 0.58, 0.56]), abs=1e-6)
+    # over the seeds' means (0.52, 0.58, 0.56), not over the 6 runs
+    assert cell["random"]["std"] == pytest.approx(np.std([0.52, 0.58, 0.56], ddof=1), abs=1e-6)
     d = cell["simclr"]["vs_random"]
     assert d["df"] < 3 + 1  # seeds are the units: about S - 1 = 2 df, not S x F - 1 = 5
     assert d["seeds_better"] + d["seeds_worse"] + d["seeds_tied"] == 6  # runs
@@ -444,7 +445,8 @@ def test_finetune_seeds_average_within_a_seed_and_split_the_spread_by_level():
     assert "over seeds, each the mean of its 2 fine-tune seeds" in text
     assert "one run's sd: pretraining" in text and "of 6 runs" in text
     assert "fine-tune seeds to decide at 3 seeds" in text
-    with pytest.raises(ValueError, match=r"seed=2/1"):
+    assert "the current 3 seeds (each with 2 fine-tune seeds) detect" in text
+    with pytest.raises(ValueError, match=r"seed=2 finetune_seed=1"):
         summarize(rows[:-1], LABELS, ["random", "simclr"], SEEDS, [0.1], 0.01, "holm",
                   ("finetune",), finetune_seeds=[0, 1])  # fmt: skip
 
@@ -458,3 +460,19 @@ def test_one_finetune_seed_report_offers_the_repeats_command():
     text = report.report_markdown(out, [0.1], subsets, {"name": "a", "accuracy": 0.25,
                                                          "macro_f1": 0.1}, [])  # fmt: skip
     assert "dvc exp run -S 'compare.finetune_seeds=[0,1]'" in text
+
+
+def test_planning_commands_keep_the_seeds_already_listed():
+    seeds = [3, 7, 9]
+    rows = _runs({"random": [0.50, 0.60, 0.55], "simclr": [0.52, 0.58, 0.60]}, seeds, 0.1,
+                 shared_order=False)  # fmt: skip
+    for row in rows:
+        row["finetune_seed"] = 4
+    out = summarize(rows, LABELS, ["random", "simclr"], seeds, [0.1], 0.01, "holm",
+                    ("finetune",), finetune_seeds=[4])  # fmt: skip
+    text = report.report_markdown(out, [0.1], labelled_subsets(rows, [0.1], 400),
+                                  {"name": "a", "accuracy": 0.25, "macro_f1": 0.1}, [])  # fmt: skip
+    assert "dvc exp run -S 'compare.finetune_seeds=[4,0]'" in text
+    need = out["cells"]["finetune"]["labels_10%"]["simclr"]["vs_random"]["seeds_to_decide"]
+    grown = [3, 7, 9] + [n for n in range(need) if n not in (3, 7, 9)][: need - 3]
+    assert f"dvc exp run -S 'compare.seeds=[{','.join(map(str, grown))}]'" in text

@@ -53,23 +53,29 @@ def nested_components(d: np.ndarray) -> Levels:
 
 
 def finetune_seeds_to_decide(
-    levels: Levels, var_test: float, seeds: int, images: int, margin: float, alpha: float,
-    target: float = POWER, most: int = MOST_SEEDS,
+    levels: Levels, seed_sd: float, repeats: int, var_test: float, seeds: int, images: int,
+    margin: float, alpha: float, target: float = POWER, most: int = MOST_SEEDS,
 ) -> int | None:  # fmt: skip
     """The fewest fine-tune seeds that, at the current ``seeds`` pretraining seeds, give the
     t-test power ``target`` against a true difference of ``margin``; ``None`` when even
     ``most`` do not (the pretraining part, or the test set's, is then too large for the
     margin at these seeds, and only more seeds help).
 
-    Raises:
-        ValueError: ``seeds < 2``.
-    """
-    if seeds < 2:
-        raise ValueError("planning fine-tune seeds needs at least 2 seeds")
+    The spread of a seed's mean over ``r`` repeats is planned as the observed ``seed_sd``
+    (over seeds, at the current ``repeats``) with its fine-tune part rescaled:
+    ``max(seed_sd**2 + finetune * (1 / r - 1 / repeats), 0)``, so at ``r = repeats`` the
+    plan is the observed spread, as :func:`initbench.comparison.stats.seeds_to_decide`
+    plans with.
 
-    def enough(repeats: int) -> bool:
-        seed_sd = math.sqrt(levels.pretraining + levels.finetune / repeats)
-        return power(margin, seed_sd, var_test, seeds, images, alpha) >= target
+    Raises:
+        ValueError: ``seeds < 2`` or ``repeats < 1``.
+    """
+    if seeds < 2 or repeats < 1:
+        raise ValueError("planning fine-tune seeds needs at least 2 seeds and 1 repeat")
+
+    def enough(count: int) -> bool:
+        sd = math.sqrt(max(seed_sd**2 + levels.finetune * (1 / count - 1 / repeats), 0.0))
+        return power(margin, sd, var_test, seeds, images, alpha) >= target
 
     if not enough(most):
         return None

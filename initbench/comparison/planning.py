@@ -27,8 +27,15 @@ def margin_text(summary: dict[str, Any]) -> str:
     return f"±{summary['family']['margin'] * 100:g} pt"
 
 
-def _list_command(key: str, count: int) -> str:
-    return f"dvc exp run -S '{key}=[{','.join(map(str, range(count)))}]'"
+def _list_command(key: str, current: Sequence[int], count: int) -> str:
+    """The command that grows the list ``key`` from ``current`` to ``count`` entries,
+    keeping every current one and adding the smallest unused integers."""
+    grown, candidate = list(current), 0
+    while len(grown) < count:
+        if candidate not in grown:
+            grown.append(candidate)
+        candidate += 1
+    return f"dvc exp run -S '{key}=[{','.join(map(str, grown))}]'"
 
 
 def _repeats_cell(d: dict[str, Any], repeats: int) -> tuple[str, int | None]:
@@ -44,7 +51,8 @@ def _repeats_cell(d: dict[str, Any], repeats: int) -> tuple[str, int | None]:
 def _row(d: dict[str, Any], where: str, seeds: int, margin: str, repeats: int,
          counts: set[int], repeat_counts: set[int]) -> str:  # fmt: skip
     if "minimum_detectable" not in d:
-        return f"| {where} | {points(d['diff'])} | needs 2 or more seeds | - | - |"
+        return (f"| {where} | {points(d['diff'])} | needs 2 or more seeds | - | - |"
+                + (" - |" if repeats > 1 else ""))  # fmt: skip
     need = d["seeds_to_decide"]
     if need is None:
         decide = (f"no number of seeds: the test set alone (SE {points(d['se_test'], False)}"
@@ -72,6 +80,9 @@ def deciding_section(
     cheapest commands; empty when every cell is decided."""
     margin, family = margin_text(summary), summary["family"]
     repeats = family.get("finetune_seeds", 1)
+    seed_list = family.get("seed_list", list(range(seeds)))
+    repeat_list = family.get("finetune_seed_list", list(range(repeats)))
+    each = "" if repeats == 1 else f" (each with {repeats} fine-tune seeds)"
     rows: list[str] = []
     counts: set[int] = set()
     repeat_counts: set[int] = set()
@@ -88,8 +99,9 @@ def deciding_section(
     low, high = stats.sd_interval(1.0, seeds) if seeds >= 2 else (None, None)
     lines = ["## What would decide it", "",
              f"Cells without a verdict. *Detectable now*: the smallest true difference the "
-             f"current {seeds} seeds detect with {family['power']:.0%} power; *seeds to decide*: "
-             f"the seeds that detect a difference of {margin} with that power. Both at the "
+             f"current {seeds} seeds{each} detect with {family['power']:.0%} power; *seeds to "
+             f"decide*: the seeds{each} that detect a difference of {margin} with that power. "
+             "Both at the "
              f"per-test level {family['planning_alpha']:.4g} (Holm's strictest step), from each "
              "cell's spread of paired differences over seeds and its test-set noise.", ""]  # fmt: skip
     if low is not None:
@@ -102,12 +114,13 @@ def deciding_section(
         header += f" fine-tune seeds to decide at {seeds} seeds |"
         rule += "---|"
     lines += [header, rule, *rows, ""]
+    runs = "once more" if repeats == 1 else f"{repeats} times"
     lines += [f"Each added seed runs every pretraining and the {inits} inits' fine-tunes and probes "
-              "once more, while DVC reuses the runs it has: N seeds add (N - "
+              f"{runs}, while DVC reuses the runs it has: N seeds add (N - "
               f"{seeds}) / {seeds} times this comparison's compute (its `make repro` time). "
               "The cheapest cells first:", ""]  # fmt: skip
     shown = sorted(n for n in counts if n <= MOST_SEEDS_SHOWN)[:COMMANDS_SHOWN]
-    lines += [f"    {_list_command('compare.seeds', n)}" for n in shown]
+    lines += [f"    {_list_command('compare.seeds', seed_list, n)}" for n in shown]
     if not shown:
         lines += [f"    (every count above is over {MOST_SEEDS_SHOWN} seeds: not a practical run)"]
     lines.append("")
@@ -117,7 +130,7 @@ def deciding_section(
                   "pretraining and fine-tune parts of the spread, *Standard error* above); they "
                   "re-run no pretraining. The cheapest first:", ""]  # fmt: skip
         shown = sorted(n for n in repeat_counts if n <= MOST_SEEDS_SHOWN)[:COMMANDS_SHOWN]
-        lines += [f"    {_list_command('compare.finetune_seeds', n)}" for n in shown]
+        lines += [f"    {_list_command('compare.finetune_seeds', repeat_list, n)}" for n in shown]
         if not shown:
             lines += ["    (no practical count: more seeds, above, are what would decide)"]
         lines.append("")
@@ -126,5 +139,5 @@ def deciding_section(
                   "pretraining: with two or more, the report splits the spread into its "
                   "pretraining and fine-tune parts and says how many repeats would decide each "
                   "cell at the current seeds:", "",
-                  f"    {_list_command('compare.finetune_seeds', 2)}", ""]  # fmt: skip
+                  f"    {_list_command('compare.finetune_seeds', repeat_list, 2)}", ""]  # fmt: skip
     return lines

@@ -261,7 +261,8 @@ def report_markdown(
                  f"not adjusted for the {family['tests']} tests of this report "
                  "(`compare.correction: none`): some verdicts among them are expected by chance")  # fmt: skip
     lines = ["# Which init helps? The comparison", "",
-             f"Each init is compared with `{REFERENCE}` run by run: at one seed every init gets "
+             f"Each init is compared with `{REFERENCE}` run by run: at one seed (and fine-tune "
+             "seed) every init gets "
              "the same labelled subset, head init, data order and test images. The interval of "
              "a difference counts two sources of noise, the seeds (training) and the test set "
              "(which images were held out; more seeds never shrink it). Tests and intervals "

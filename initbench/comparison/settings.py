@@ -61,8 +61,9 @@ def settings(
                     f"{data.image_size}x{data.image_size} px, {data.channels} channel(s); "
                     f"split {sizes} from data.split_seed={params.data.split_seed}"),
         ("seeds", f"{c.seeds}; each seed re-runs pretraining and draws the label subset, head "
-                  "init, data order, augmentation and dropout masks, so the spread covers all "
-                  "of them; the split and test images are the same for every run"),
+                  "init, data order, augmentation and dropout masks (a fine-tune seed above 0 "
+                  "draws its own), so the spread covers all of them; the split and test images "
+                  "are the same for every run"),
         ("fine-tune seeds", f"{c.finetune_seeds} (compare.finetune_seeds); " + (
             "one fine-tune and probe of each checkpoint" if len(c.finetune_seeds) == 1 else
             f"{len(c.finetune_seeds)} fine-tunes and probes of each checkpoint, each drawing "

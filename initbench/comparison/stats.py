@@ -6,7 +6,9 @@ is -1, 0 or +1, and the difference in test accuracy is its mean. Two things make
 noisy, and the interval counts both:
 
 - **Seeds** (training): each seed re-runs pretraining and draws the label subset, head
-  init, data order and dropout masks. More seeds shrink this part.
+  init, data order and dropout masks (with fine-tune repeats, ``d[s]`` is the mean over a
+  seed's repeats, each drawing its own: :mod:`initbench.comparison.levels`). More seeds
+  shrink this part.
 - **The test set**: the test images are one sample of the images the user cares about;
   another sample would give another difference. More seeds never shrink this part.
 
@@ -307,16 +309,18 @@ def seeds_to_decide(
 
 def improvement(right: np.ndarray, reference_right: np.ndarray) -> dict[str, Any]:
     """How often the init beats the reference (Agarwal et al. 2021's probability of
-    improvement, ties counting half), per paired seed and per (seed, test image).
+    improvement, ties counting half), per paired run and per (run, test image).
 
     Args:
-        right, reference_right: bool ``(S, N)`` as in :func:`paired_difference`.
+        right, reference_right: bool ``(R, N)``: one row a paired run (a seed, or a seed's
+            fine-tune repeat), as in :func:`paired_difference`.
 
     Returns:
-        ``seeds_better``, ``seeds_worse``, ``seeds_tied`` (counts of per-seed accuracy
-        differences > 0, < 0, = 0), ``p_seeds``; ``images_init_only`` and
-        ``images_reference_only`` (shares of (seed, image) pairs that only the init, or
-        only the reference, gets right) and ``p_images``.
+        ``seeds_better``, ``seeds_worse``, ``seeds_tied`` (counts of per-run accuracy
+        differences > 0, < 0, = 0: runs, which are seeds when each seed has one run),
+        ``p_seeds``; ``images_init_only`` and ``images_reference_only`` (shares of (run,
+        image) pairs that only the init, or only the reference, gets right) and
+        ``p_images``.
     """
     d = right.astype(np.int64) - reference_right.astype(np.int64)
     per_seed = d.sum(axis=1)

@@ -56,8 +56,8 @@ def _runs(
             key = (protocol, init, float(fraction), int(seed), int(repeat))
             if key not in table:
                 raise ValueError(f"no result for protocol={protocol} init={init} "
-                                 f"label_fraction={fraction:g} seed={run_label(seed, repeat)}; "
-                                 "run `dvc repro`")  # fmt: skip
+                                 f"label_fraction={fraction:g} seed={seed} "
+                                 f"finetune_seed={repeat}; run `dvc repro`")  # fmt: skip
             runs[-1].append(table[key])
     return runs
 
@@ -75,8 +75,8 @@ def _right(runs: Sequence[dict], test_labels: np.ndarray) -> np.ndarray:
     for run in runs:
         if len(run.get("test_predictions", ())) != len(test_labels):
             raise ValueError(
-                f"the {run['protocol']} run of init {run['init']}, seed "
-                f"{run_label(run['seed'], _finetune_seed(run))}, label "
+                f"the {run['protocol']} run of init {run['init']}, seed {run['seed']}, "
+                f"fine-tune seed {_finetune_seed(run)}, label "
                 f"fraction {run['label_fraction']:g} holds no predictions for the "
                 f"{len(test_labels)} test images; run `dvc repro` to re-run it"
             )
@@ -179,8 +179,8 @@ def summarize(
     Returns:
         ``{"family": {...}, "cells": {protocol: {fraction_key: {init: cell}}}}``. ``family``
         holds ``tests`` (the number of init-vs-random tests, those with 2 or more seeds),
-        ``correction``, ``confidence``, ``margin``, ``power``, ``planning_alpha`` and
-        ``finetune_seeds`` (their count). A cell holds ``mean``, ``std``, ``n``,
+        ``correction``, ``confidence``, ``margin``, ``power``, ``planning_alpha``,
+        ``finetune_seeds`` (their count), ``seed_list`` and ``finetune_seed_list``. A cell holds ``mean``, ``std``, ``n``,
         ``ci95_low``, ``ci95_high`` of test accuracy over seeds, ``macro_f1`` (mean) and,
         for runs that record one, ``plateau`` (``runs``, the runs ``not_reached``, as
         :func:`initbench.comparison.grid.run_label`, and the ``worst`` of those: its
@@ -260,9 +260,11 @@ def summarize(
             out |= {"sd_pretraining": _round(split.pretraining**0.5),
                     "sd_finetune": _round(split.finetune**0.5),
                     "finetune_seeds_to_decide": levels.finetune_seeds_to_decide(
-                        split, diff.var_test, diff.seeds, diff.images, margin, planning_alpha)}  # fmt: skip
+                        split, diff.seed_sd, len(finetune_seeds), diff.var_test, diff.seeds,
+                        diff.images, margin, planning_alpha)}  # fmt: skip
     return {"family": {"tests": len(family), "correction": correction,
                        "confidence": stats.CONFIDENCE, "margin": margin, "power": stats.POWER,
                        "planning_alpha": _round(planning_alpha),
-                       "finetune_seeds": len(finetune_seeds)},
+                       "finetune_seeds": len(finetune_seeds), "seed_list": list(seeds),
+                       "finetune_seed_list": list(finetune_seeds)},
             "cells": cells}  # fmt: skip
