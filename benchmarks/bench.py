@@ -375,13 +375,19 @@ def ingest_section(rounds: int) -> str:
 
 
 def overhead_section() -> str:
+    """The default budget's table and, where measured, the converged budget's
+    (``reports/bench_overhead_3000.json``: ``overhead.py --set finetune.min_steps=3000``)."""
     path = REPO / "reports" / "bench_overhead.json"
     if not path.exists():
         return "(no `reports/bench_overhead.json`: run `python benchmarks/overhead.py`)"
     sys.path.insert(0, str(REPO / "benchmarks"))
     import overhead
 
-    return overhead.markdown(json.loads(path.read_text()))
+    tables = [overhead.markdown(json.loads(path.read_text()))]
+    longer = REPO / "reports" / "bench_overhead_3000.json"
+    if longer.exists():
+        tables.append(overhead.markdown(json.loads(longer.read_text())))
+    return "\n\n".join(tables)
 
 
 #: The ingest section's large-picture case: panoramas and decoders (more than 2 cores).

@@ -113,7 +113,9 @@ def measure(kinds: list[tuple[str, str, int]], work: Path) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Measured {result['measured']} on {result['cpus']} CPU cores at {result['commit']}: "
+    changed = f" with {', '.join(result['set'])}" if result.get("set") else ""
+    lines = [f"Measured {result['measured']} on {result['cpus']} CPU cores at {result['commit']}"
+             f"{changed}: "
              "one variant of each stage kind, its process timed from outside; *training* is "
              "optimizer steps (without the val evaluations between rounds) and probe and "
              "k-means fits. Total = seconds x variants, summed.", "",
@@ -138,13 +140,26 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))  # pipeline.py, stage_commands.py
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(REPO / "reports" / "bench_overhead.json"))
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="params.yaml values for this measurement, e.g. "
+                             "finetune.min_steps=3000 (the commands are the same)")  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="initbench-overhead-"))
     try:
         (work / "data").symlink_to(REPO / "data")
         shutil.copytree(REPO / "artifacts", work / "artifacts")
         shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")
-        shutil.copy(REPO / "params.yaml", work / "params.yaml")
+        import yaml
+
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        for item in args.set:
+            key, _, value = item.partition("=")
+            *parents, leaf = key.split(".")
+            node = params
+            for part in parents:
+                node = node[part]
+            node[leaf] = yaml.safe_load(value)
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         from pipeline import stage_kinds
 
         rows = measure(stage_kinds(REPO), work)
@@ -153,7 +168,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
                             capture_output=True).stdout.strip()  # fmt: skip
     result = {"commit": commit, "cpus": os.cpu_count(), "measured": time.strftime("%Y-%m-%d"),
-              "stages": rows}  # fmt: skip
+              "set": args.set, "stages": rows}  # fmt: skip
     out = Path(args.out)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
