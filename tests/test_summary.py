@@ -474,5 +474,5 @@ def test_planning_commands_keep_the_seeds_already_listed():
                                   {"name": "a", "accuracy": 0.25, "macro_f1": 0.1}, [])  # fmt: skip
     assert "dvc exp run -S 'compare.finetune_seeds=[4,0]'" in text
     need = out["cells"]["finetune"]["labels_10%"]["simclr"]["vs_random"]["seeds_to_decide"]
-    grown = [3, 7, 9] + [n for n in range(need) if n not in (3, 7, 9)][: need - 3]
+    grown = [3, 7, 9, *[n for n in range(need) if n not in (3, 7, 9)][: need - 3]]
     assert f"dvc exp run -S 'compare.seeds=[{','.join(map(str, grown))}]'" in text
