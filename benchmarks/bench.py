@@ -375,7 +375,8 @@ def ingest_section(rounds: int) -> str:
 
 
 def overhead_section() -> str:
-    """The default budget's table and, where measured, the converged budget's
+    """The default budget's table before and after the cut (``reports/bench_overhead_before.json``
+    and ``bench_overhead.json``) and, where measured, the converged budget's
     (``reports/bench_overhead_3000.json``: ``overhead.py --set finetune.min_steps=3000``)."""
     path = REPO / "reports" / "bench_overhead.json"
     if not path.exists():
@@ -383,10 +384,29 @@ def overhead_section() -> str:
     sys.path.insert(0, str(REPO / "benchmarks"))
     import overhead
 
-    tables = [overhead.markdown(json.loads(path.read_text()))]
+    after = json.loads(path.read_text())
+    tables = []
+    before_path = REPO / "reports" / "bench_overhead_before.json"
+    if before_path.exists():
+        before = json.loads(before_path.read_text())
+        (total0, trained0), (total1, trained1) = overhead.totals(before), overhead.totals(after)
+        tables += [
+            f"Before and after the runs of one checkpoint (its fine-tunes at every label "
+            f"fraction and its linear probes) shared one process: {total0 / 60:.1f} -> "
+            f"{total1 / 60:.1f} min of stage processes, {1 - trained0 / total0:.0%} -> "
+            f"{1 - trained1 / total1:.0%} of it not training"
+            + (f"; `make repro` {before['repro_wall_s']:,.0f} -> {after['repro_wall_s']:,.0f} s "
+               "of wall time" if before.get("repro_wall_s") and after.get("repro_wall_s")
+               else "") + ".",
+            "**Before** (a process a fine-tune, and one for an encoder's probes):",
+            overhead.markdown(before),
+            "**After:**",
+        ]  # fmt: skip
+    tables.append(overhead.markdown(after))
     longer = REPO / "reports" / "bench_overhead_3000.json"
     if longer.exists():
-        tables.append(overhead.markdown(json.loads(longer.read_text())))
+        tables += ["**At a budget that converges** (before the cut):",
+                   overhead.markdown(json.loads(longer.read_text()))]  # fmt: skip
     return "\n\n".join(tables)
 
 

@@ -1,18 +1,20 @@
-"""Stage compare_run: runs of the comparison for one init checkpoint and seed.
+"""Stage compare_run: the comparison's runs of one init checkpoint, seed and fine-tune seed.
 
-``--protocol finetune`` fine-tunes once per label fraction and fine-tune seed (the dvc.yaml
-matrix gives one of each per variant). ``--protocol linear_probe`` extracts the frozen
-encoder's features once and fits one probe per fraction and fine-tune seed. Without
-``--label-fractions`` or ``--finetune-seeds``, they are ``compare.label_fractions`` and
-``compare.finetune_seeds`` from params.yaml. The output is a JSON list, one row a run.
+Each label fraction is fine-tuned once (``finetune``), then the frozen encoder's features
+are extracted once and one linear probe fitted a fraction (``linear_probe``), all in one
+process: the dataset, the label subsets and the test split are loaded once, and the torch
+and scikit-learn imports are paid once, for every run of the checkpoint. ``--protocols``
+narrows it to one of the two. Without ``--label-fractions`` or ``--finetune-seeds``, they
+are ``compare.label_fractions`` and ``compare.finetune_seeds`` from params.yaml. The output
+is a JSON list, one row a run (its ``protocol`` a key).
 """
 
 import argparse
 import time
 
-from initbench.comparison.grid import run_label
+from initbench.comparison.grid import PROTOCOLS, run_label
 from initbench.comparison.progress import report_run
-from initbench.comparison.protocols import PROTOCOLS, check_label_fractions, result_rows
+from initbench.comparison.protocols import check_label_fractions, result_rows
 from initbench.core.cli import run
 from initbench.core.files import write_json
 from initbench.data.dataset import check_dataset, load_dataset
@@ -35,7 +37,8 @@ def main() -> None:
                         help="each in (0, 1]; default: compare.label_fractions")  # fmt: skip
     parser.add_argument("--finetune-seeds", nargs="+", type=int, metavar="F",
                         help="each >= 0; default: compare.finetune_seeds")  # fmt: skip
-    parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    parser.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
+                        help="which runs, in this order (default: both)")  # fmt: skip
     parser.add_argument("--out", required=True, help="the runs' results (JSON list)")
     params = load_params()
     args = parser.parse_args()
@@ -46,7 +49,8 @@ def main() -> None:
     finetune_seeds = args.finetune_seeds or params.compare.finetune_seeds
     if any(f < 0 for f in finetune_seeds):
         parser.error(f"--finetune-seeds must each be >= 0, got {finetune_seeds}")
-    if args.protocol == "finetune":  # the probe trains no network: always one process
+    protocols = list(dict.fromkeys(args.protocols))
+    if "finetune" in protocols:  # the probe trains no network: one process is enough
         check_dataset(args.dataset)  # once, here, not in every process
         relaunch_under_torchrun(params.nproc_per_node, params.threads)
     device = resolve_device(params.device)
@@ -55,23 +59,24 @@ def main() -> None:
     data = load_dataset(args.dataset)
     check_label_fractions(data, params.compare.label_fractions, fractions)
     strategy = str(read_checkpoint(args.init)["strategy"])
-    rows = result_rows(args.protocol, data, args.init, params, fractions, args.seed, device,
-                       finetune_seeds)  # fmt: skip
+    rows = []
+    for protocol in protocols:
+        if protocol == "linear_probe" and not is_local_main():
+            break  # the probes run in the first process alone; the others are done
+        rows += [{"protocol": protocol} | row
+                 for row in result_rows(protocol, data, args.init, params, fractions, args.seed,
+                                        device, finetune_seeds)]  # fmt: skip
     if not is_local_main():
         return  # each machine's first process writes the outputs
     ran_on = run_info(device)
-    rows = [{"init": strategy, "seed": args.seed, "protocol": args.protocol} | r
-            | {"run_info": ran_on} for r in rows]  # fmt: skip
+    rows = [{"init": strategy, "seed": args.seed} | r | {"run_info": ran_on} for r in rows]
     write_json(args.out, rows)
     for r in rows:
-        print(f"compare_run: {args.protocol} {strategy} seed "
+        print(f"compare_run: {r['protocol']} {strategy} seed "
               f"{run_label(args.seed, r['finetune_seed'])} labels {r['label_fraction']:g}: "
               f"test accuracy {r['accuracy']:.4f}")  # fmt: skip
     c = params.compare
-    # the fine-tunes, one variant each, and the probes, one variant an init, seed and
-    # fine-tune seed
-    runs = len(c.inits) * len(c.seeds) * len(c.finetune_seeds) * (len(c.label_fractions) + 1)
-    line = report_run(runs, started)
+    line = report_run(len(c.inits) * len(c.seeds) * len(c.finetune_seeds), started)  # variants
     if line:
         print(line)
 

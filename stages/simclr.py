@@ -7,7 +7,7 @@ from initbench.core.cli import run
 from initbench.core.files import write_json, write_torch
 from initbench.data.dataset import check_dataset, load_dataset
 from initbench.data.transforms import Normalize
-from initbench.inits.simclr import build_simclr, train_simclr
+from initbench.inits.simclr import build_simclr, knn_monitor, train_simclr
 from initbench.models.transfer import encoder_meta, make_checkpoint
 from initbench.params import load_params
 from initbench.training.distributed import (
@@ -56,6 +56,7 @@ def main() -> None:
                               "random_init_val_knn_accuracy": result.random_init_knn_accuracy,
                               "steps": result.steps, "images_seen": result.images_seen,
                               "plateau": result.plateau.record(),
+                              "knn_monitor": knn_monitor(result),
                               "run_info": run_info(device)})  # fmt: skip
     write_json(Path(args.plots) / "history.json", result.history)
     print(f"simclr: kNN val accuracy {result.knn_accuracy:.4f} (initial encoder "

@@ -3,6 +3,7 @@ and a real 2-process gloo run of a stage on CPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -311,6 +312,46 @@ def test_simclr_stage_relaunches_on_two_processes_and_rank_zero_writes(tmp_path)
     assert history[-1]["step"] == 6  # the single-process budget: max(1 * 4 steps, 6)
 
 
+def test_compare_run_fine_tunes_on_two_processes_and_probes_once_in_the_first(tmp_path):
+    """One ``compare_run`` variant with ``nproc_per_node: 2``: the fine-tunes train under
+    torchrun, the linear probes run in the first process alone, and the file holds each run
+    once, the probes' rows equal to those of a one-process run of the probes."""
+    _tiny_project(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
+    params["compare"]["label_fractions"] = [0.5, 1.0]
+    params["finetune"].update(epochs=1, min_steps=4, batch_size=8)
+    params["linear_probe"]["cv_folds"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_ENV}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+
+    def stage(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    stage("stages.init_random", "--dataset", "dataset", "--seed", "0", "--out", "init.pt")
+    done = stage("stages.compare_run", "--dataset", "dataset", "--init", "init.pt", "--seed",
+                 "0", "--out", "out/both.json")  # fmt: skip
+    rows = json.loads((tmp_path / "out" / "both.json").read_text())
+    assert [(r["protocol"], r["label_fraction"]) for r in rows] == [
+        ("finetune", 0.5),
+        ("finetune", 1.0),
+        ("linear_probe", 0.5),
+        ("linear_probe", 1.0),
+    ]
+    assert sum(line.startswith("compare_run: linear_probe") for line in
+               done.stdout.splitlines()) == 2, done.stdout  # fmt: skip
+    # the probes alone are never relaunched: one process
+    stage("stages.compare_run", "--dataset", "dataset", "--init", "init.pt", "--seed", "0",
+          "--protocols", "linear_probe", "--out", "out/probes.json")  # fmt: skip
+    alone = json.loads((tmp_path / "out" / "probes.json").read_text())
+    assert [{k: v for k, v in r.items() if k != "run_info"} for r in rows[2:]] == [
+        {k: v for k, v in r.items() if k != "run_info"} for r in alone
+    ]
+
+
 # --------------------------------------------------------------------------- torchrun's output
 
 #: What torchrun 2.14 printed when process 1 of 2 was killed (trimmed paths, same shape).
@@ -399,7 +440,7 @@ def test_a_failure_inside_the_processes_prints_its_error_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_ENV}
     env.update(PYTHONPATH=str(REPO))
     done = subprocess.run(
-        [sys.executable, "-m", "stages.compare_run", "--protocol", "finetune", "--dataset",
+        [sys.executable, "-m", "stages.compare_run", "--protocols", "finetune", "--dataset",
          "dataset", "--init", "nowhere.pt", "--seed", "0", "--label-fractions", "0.5",
          "--out", "out/run.json"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,

@@ -162,7 +162,10 @@ def test_repro_writes_metrics_and_plots(project):
                                     *budget}  # fmt: skip
         simclr = json.loads((init / f"simclr/seed{seed}.json").read_text())
         assert set(simclr) == {"nt_xent", "val_knn_accuracy", "random_init_val_knn_accuracy",
-                               "run_info", *budget}  # fmt: skip
+                               "knn_monitor", "run_info", *budget}  # fmt: skip
+        monitor = simclr["knn_monitor"]  # the initial encoder's, then each probe's
+        assert monitor[0] == {"step": 0, "accuracy": simclr["random_init_val_knn_accuracy"]}
+        assert monitor[-1] == {"step": simclr["steps"], "accuracy": simclr["val_knn_accuracy"]}
         assert set(simclr["plateau"]) == {"reached", "change", "noise", "points"}
         kmeans = json.loads((init / f"kmeans/seed{seed}.json").read_text())
         assert kmeans["iterations"] >= 1
@@ -258,7 +261,7 @@ def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
     try:
         _set_params(project, patches__min_std=0.0)
         ran = stages_run(run(project, "dvc", "repro"))
-        assert {"kmeans@0", "compare_finetune@kmeans-1-0-0.5"} <= ran
+        assert {"kmeans@0", "compare_run@kmeans-1-0"} <= ran
         assert not any("@random" in stage for stage in ran), ran
         diff = json.loads(run(project, "dvc", "metrics", "diff", "--json").stdout)
         # (the tiny fine-tune may land on the same accuracies; the probe's cell moves)
@@ -268,8 +271,7 @@ def test_metrics_diff_shows_the_cells_of_the_init_whose_params_changed(project):
         # Going back to the committed value restores those stages from DVC's run cache.
         run(project, "git", "checkout", "params.yaml")
         back = run(project, "dvc", "repro")
-        for stage in ("patches@0", "kmeans@1", "compare_finetune@kmeans-1-0-0.5",
-                      "compare_linear_probe@kmeans-0-0"):  # fmt: skip
+        for stage in ("patches@0", "kmeans@1", "compare_run@kmeans-1-0", "compare_run@kmeans-0-0"):
             assert f"Stage '{stage}' is cached - skipping run" in back.stdout, stage
         assert run(project, "git", "status", "--porcelain").stdout == ""
     finally:
@@ -289,8 +291,7 @@ def test_adding_a_seed_runs_only_the_new_variants(project):
         _set_params(project, compare__seeds=[0, 1, 2])
         new = {f"{stage}@2" for stage in ("init_random", "patches", "kmeans", "autoencoder",
                                           "pictures", "simclr")}  # fmt: skip
-        new |= {f"compare_finetune@{init}-2-0-0.5" for init in COMPARE_INITS}
-        new |= {f"compare_linear_probe@{init}-2-0" for init in COMPARE_INITS}
+        new |= {f"compare_run@{init}-2-0" for init in COMPARE_INITS}
         assert would_run(project) == new | {"compare"}
     finally:
         reset(project)
@@ -302,10 +303,8 @@ def test_adding_a_finetune_seed_runs_only_its_fine_tunes_and_probes(project):
     try:
         for repeats in ([0, 1], [0, 1, 2]):
             _set_params(project, compare__finetune_seeds=repeats)
-            new = {f"compare_finetune@{init}-{seed}-{repeats[-1]}-0.5"
+            new = {f"compare_run@{init}-{seed}-{repeats[-1]}"
                    for init in COMPARE_INITS for seed in (0, 1)}  # fmt: skip
-            new |= {f"compare_linear_probe@{init}-{seed}-{repeats[-1]}"
-                    for init in COMPARE_INITS for seed in (0, 1)}  # fmt: skip
             if repeats == [0, 1]:
                 assert would_run(project) == new | {"compare"}
                 run(project, "dvc", "repro")
@@ -317,9 +316,12 @@ def test_adding_a_finetune_seed_runs_only_its_fine_tunes_and_probes(project):
                 kmeans = summary["cells"]["finetune"]["labels_50%"]["kmeans"]
                 assert kmeans["plateau"]["runs"] == 4 and kmeans["n"] == 2
                 assert {"sd_pretraining", "sd_finetune"} <= set(kmeans["vs_random"])
-                rows = json.loads((project / "artifacts/compare/finetune/kmeans/"
-                                   "seed0-ft1-labels0.5.json").read_text())  # fmt: skip
-                assert [(r["seed"], r["finetune_seed"]) for r in rows] == [(0, 1)]
+                rows = json.loads((project / "artifacts/compare/runs/kmeans/seed0-ft1.json")
+                                  .read_text())  # fmt: skip
+                assert [(r["protocol"], r["seed"], r["finetune_seed"]) for r in rows] == [
+                    ("finetune", 0, 1),
+                    ("linear_probe", 0, 1),
+                ]
             else:
                 assert would_run(project) == new | {"compare"}
     finally:
@@ -330,7 +332,7 @@ def test_adding_a_finetune_seed_runs_only_its_fine_tunes_and_probes(project):
     ("edited", "allowed"),
     [
         ("initbench/comparison/report.py",
-         ("compare_finetune@", "compare_linear_probe@", "finetune", "compare")),
+         ("compare_run@", "finetune", "compare")),
         ("initbench/views/pictures.py", ("pictures@", "compare")),
     ],
 )  # fmt: skip
@@ -357,7 +359,7 @@ def test_status_is_clean_and_second_repro_skips_every_stage(project):
 #: One stage of each kind that trains (tests/test_reproducibility.py runs ingest, patches,
 #: k-means and the seeded init twice at library level).
 EACH_KIND = ("autoencoder@0", "pictures@0", "simclr@0", "finetune",
-             "compare_finetune@kmeans-1-0-0.5", "compare_linear_probe@random-0-0")  # fmt: skip
+             "compare_run@kmeans-1-0")  # fmt: skip
 
 
 def test_forced_repro_of_each_kind_of_stage_gives_identical_lock_and_outputs(project):
@@ -426,7 +428,7 @@ def test_exp_run_with_another_init_runs_finetune_only(project):  # and its check
         restored = set(re.findall(r"Stage '([\w@.-]+)' is cached", result.stdout))
         assert stages_run(result) | restored == {"check_params", "finetune"}, result.stdout
         for stage in ("ingest", "patches@0", "kmeans@1", "autoencoder@0", "simclr@1",
-                      "init_random@0", "compare_finetune@random-0-0-0.5", "compare"):  # fmt: skip
+                      "init_random@0", "compare_run@random-0-0", "compare"):  # fmt: skip
             assert f"Stage '{stage}' didn't change" in result.stdout, stage
         started = json.loads((project / "artifacts" / "finetune_init.json").read_text())
         assert started["init"] == "kmeans"
@@ -461,8 +463,8 @@ def test_every_stage_comes_back_from_the_run_cache_without_its_lock_or_outputs(p
         result = run(project, "dvc", "repro")
         assert stages_run(result) <= {"compare"}, result.stdout  # its report is an uncached out
         for stage in ("ingest", "init_random@0", "patches@1", "kmeans@0", "autoencoder@1",
-                      "simclr@0", "check_params", "finetune", "compare_finetune@kmeans-1-0-0.5",
-                      "compare_linear_probe@random-0-0"):  # fmt: skip
+                      "simclr@0", "check_params", "finetune", "compare_run@kmeans-1-0",
+                      "compare_run@random-0-0"):  # fmt: skip
             assert f"Stage '{stage}' is cached - skipping run" in result.stdout, stage
         assert run(project, "git", "status", "--porcelain").stdout == ""
         assert "up to date" in run(project, "dvc", "status").stdout

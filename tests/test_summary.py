@@ -412,6 +412,30 @@ def test_pretraining_line_gives_compute_and_the_longer_budget_when_not_flat():
     )
 
 
+def test_a_simclr_knn_monitor_still_moving_is_named_beside_a_flat_loss():
+    from pathlib import Path
+
+    from initbench.comparison.settings import pretraining_line
+    from initbench.params import load_params
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")  # margin 0.01
+    flat = {"steps": 300, "images_seen": 76800,
+            "plateau": {"reached": True, "change": -0.001, "noise": 0.01, "points": 100}}  # fmt: skip
+    knn = [{"step": 0, "accuracy": 0.87}, {"step": 150, "accuracy": 0.894}]
+    still = flat | {"knn_monitor": [*knn, {"step": 300, "accuracy": 0.91}]}  # +1.6 pt
+    steady = flat | {"knn_monitor": [*knn, {"step": 300, "accuracy": 0.899}]}  # +0.5 pt
+    line = pretraining_line("simclr", {0: steady, 1: still}, params)
+    assert (
+        "at a plateau at every seed (0, 1); but its kNN val accuracy (a monitor) still "
+        "moved by +1.6 points between steps 150 and 300 (seed 1; 1 of 2 seeds beyond the "
+        "±1-point margin): a longer budget is `dvc exp run -S simclr.epochs=40`" in line
+    )
+    assert pretraining_line("simclr", {0: steady, 1: steady}, params).endswith(
+        "at a plateau at every seed (0, 1)"
+    )  # within the margin: the loss's check stands
+    assert pretraining_line("simclr", {0: flat}, params).endswith("every seed (0)")  # none
+
+
 def test_finetune_seeds_average_within_a_seed_and_split_the_spread_by_level():
     """Two fine-tune seeds a checkpoint: a seed's accuracy is the mean of its repeats, the
     tests stay on the seeds, and the report gives the levels and the repeats to decide."""

@@ -1,10 +1,10 @@
 """The comparison's overall progress, across its DVC stages.
 
-Each run of the comparison is its own DVC stage and process, so no process sees the
-whole. They share a small JSON file in DVC's temporary folder (``.dvc/tmp``, never
-versioned), one per ``dvc repro`` or ``dvc exp run`` process, in which each finished run
-adds its wall time; from it each run prints how many runs are done, the time so far and
-an estimate of the time left. Nothing here is an output of a stage or changes one.
+Each ``compare_run`` variant (one init checkpoint's fine-tunes and probes) is its own DVC
+stage and process, so no process sees the whole. They share a small JSON file in DVC's
+temporary folder (``.dvc/tmp``, never versioned), one per ``dvc repro`` or ``dvc exp run``
+process, in which each finished variant adds its wall time; from it each prints how many
+variants are done, the time so far and an estimate of the time left. Nothing here is an output of a stage or changes one.
 """
 
 from __future__ import annotations
@@ -67,12 +67,12 @@ def record_run(
     process: str,
     now: float | None = None,
 ) -> str:
-    """Add one finished run to ``process``'s progress file in ``folder``; return the line
-    to print, e.g. ``comparison: 7 runs done in this dvc repro (at most 36), 3 min 40 s so
-    far; at most 29 left, about 15 min at 31 s a run``.
+    """Add one finished variant to ``process``'s progress file in ``folder``; return the
+    line to print, e.g. ``comparison: 7 variant(s) done in this dvc repro (at most 12),
+    5 min 40 s so far; at most 5 left, about 4 min at 49 s a variant``.
 
-    ``total``: runs in the comparison (this repro runs those whose inputs changed, so at
-    most this many); ``started``: when this run began (``time.time()``); ``process``: the
+    ``total``: variants in the comparison (this repro runs those whose inputs changed, so
+    at most this many); ``started``: when this variant began (``time.time()``); ``process``: the
     DVC process, as :func:`dvc_process` names it. Files of DVC processes that are gone (or
     whose PID now belongs to a later process) are removed.
     """
@@ -92,11 +92,12 @@ def record_run(
     done, mean = len(state["runs"]), sum(state["runs"]) / len(state["runs"])
     left = max(total - done, 0)
     line = (
-        f"comparison: {done} run(s) done in this dvc repro (at most {total}), "
+        f"comparison: {done} variant(s) done in this dvc repro (at most {total}), "
         f"{_duration(now - state['started'])} so far"
     )
     if left:
-        line += f"; at most {left} left, about {_duration(left * mean)} at {_duration(mean)} a run"
+        each = _duration(mean)
+        line += f"; at most {left} left, about {_duration(left * mean)} at {each} a variant"
     return line
 
 

@@ -27,14 +27,37 @@ def pretraining_line(strategy: str, reports: dict[int, dict[str, Any]], params: 
     line = (f"{first['steps']:,} steps, {first['images_seen']:,} {unit} a seed; "
             f"{TRAINED_INITS[strategy]} ")  # fmt: skip
     open_seeds = [s for s, r in reports.items() if not r["plateau"]["reached"]]
+    monitor = knn_monitor_clause(reports, params.compare.margin)
+    longer = f"`dvc exp run -S {strategy}.epochs={getattr(params, strategy).epochs * 4}`"
     if not open_seeds:
-        return line + f"at a plateau at every seed ({_seeds(reports)})"
+        line += f"at a plateau at every seed ({_seeds(reports)})"
+        return line + (f"; but {monitor}: a longer budget is {longer}" if monitor else "")
     worst = max((reports[s]["plateau"] for s in open_seeds), key=lambda p: abs(p["change"]))
-    epochs = getattr(params, strategy).epochs
     return line + (
         f"NOT at a plateau at seed(s) {_seeds(open_seeds)} (over the last third it still "
-        f"changed by up to {worst['change']:+.3g}, against noise {worst['noise']:.3g}): a "
-        f"short default; a longer budget is `dvc exp run -S {strategy}.epochs={epochs * 4}`"
+        f"changed by up to {worst['change']:+.3g}, against noise {worst['noise']:.3g})"
+        + (f"; {monitor}" if monitor else "")
+        + f": a short default; a longer budget is {longer}"
+    )
+
+
+def knn_monitor_clause(reports: dict[int, dict[str, Any]], margin: float) -> str:
+    """What SimCLR's kNN monitor (``knn_monitor`` of its reports, the kNN val accuracy
+    at each probe) says of the budget, when it moved by more than ``margin`` (accuracy,
+    0..1) between its last two probes at some seed: the largest such change, in points,
+    and its seed. Empty when no report has two probes or none moved that much: the loss's
+    own plateau check then stands alone."""
+    changes = {seed: r["knn_monitor"][-1]["accuracy"] - r["knn_monitor"][-2]["accuracy"]
+               for seed, r in reports.items() if len(r.get("knn_monitor", ())) >= 2}  # fmt: skip
+    moved = {seed: change for seed, change in changes.items() if abs(change) > margin}
+    if not moved:
+        return ""
+    seed = max(moved, key=lambda s: abs(moved[s]))
+    first, last = reports[seed]["knn_monitor"][-2], reports[seed]["knn_monitor"][-1]
+    return (
+        f"its kNN val accuracy (a monitor) still moved by {moved[seed] * 100:+.1f} "
+        f"points between steps {first['step']:,} and {last['step']:,} (seed {seed}; "
+        f"{len(moved)} of {len(changes)} seeds beyond the ±{margin * 100:g}-point margin)"
     )
 
 

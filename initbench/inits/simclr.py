@@ -122,6 +122,17 @@ class SimclrResult:
     plateau: Plateau  # the per-step training loss over the last third of the budget
 
 
+def knn_monitor(result: SimclrResult) -> list[dict[str, float]]:
+    """The kNN val accuracy of the frozen encoder at each step it was probed, the initial
+    encoder's at step 0 first: ``[{"step": 0, "accuracy": ...}, ...]``. A monitor of the
+    budget only: no checkpoint is chosen by it."""
+    return [{"step": 0, "accuracy": result.random_init_knn_accuracy}] + [
+        {"step": row["step"], "accuracy": row["knn_accuracy"]}
+        for row in result.history
+        if row["knn_accuracy"] is not None
+    ]
+
+
 def train_simclr(
     model: SimCLR,
     normalize: Normalize,
