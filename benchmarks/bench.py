@@ -396,8 +396,8 @@ def overhead_section() -> str:
             f"{total1 / 60:.1f} min of stage processes, {1 - trained0 / total0:.0%} -> "
             f"{1 - trained1 / total1:.0%} of it not training"
             + (f"; `make repro` {before['repro_wall_s']:,.0f} -> {after['repro_wall_s']:,.0f} s "
-               "of wall time" if before.get("repro_wall_s") and after.get("repro_wall_s")
-               else "") + ".",
+               "of wall time (one run each, hours apart)"
+               if before.get("repro_wall_s") and after.get("repro_wall_s") else "") + ".",
             "**Before** (a process a fine-tune, and one for an encoder's probes):",
             overhead.markdown(before),
             "**After:**",

@@ -1,6 +1,7 @@
 """How much of the default pipeline's time is not training, stage kind by stage kind.
 
-    python benchmarks/overhead.py            # about 7 minutes on 2 cores
+    python benchmarks/overhead.py            # about 4 minutes on 2 cores
+    python benchmarks/overhead.py --merge OUT IN [IN ...]   # median of measurements
 
 Runs one variant of each stage kind's command (``benchmarks/stage_commands.py``), without
 DVC, in a temporary copy of this checkout's inputs (``data/`` linked, ``artifacts/`` and
@@ -22,6 +23,9 @@ The default run's share is the sum over kinds of variants x seconds. Writes
 ``reports/bench.md``, beside ``reports/bench_overhead_before.json`` (the same measurement
 before the comparison's runs of one checkpoint shared a process) where that exists.
 ``--repro-seconds`` records a ``make repro`` wall time measured apart, for DVC's share.
+This machine's speed drifts by 10% and more within the hour, so compare two commits by
+measuring them in turn (a git worktree of the other commit, with ``data/`` linked and
+``artifacts/`` copied) and merging each side's rounds with ``--merge``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import runpy
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,7 +123,9 @@ def markdown(result: dict) -> str:
     changed = f" with {', '.join(result['set'])}" if result.get("set") else ""
     lines = [f"Measured {result['measured']} on {result['cpus']} CPU cores at {result['commit']}"
              f"{changed}: "
-             "one variant of each stage kind, its process timed from outside; *training* is "
+             "one variant of each stage kind, its process timed from outside"
+             + (f" (median of {result['rounds']} rounds, interleaved with the other commit's)"
+                if result.get("rounds", 1) > 1 else "") + "; *training* is "
              "optimizer steps (without the val evaluations between rounds) and probe and "
              "k-means fits. Total = seconds x variants, summed.", "",
              "| stage | variants | process (s) | training (s) | not training |",
@@ -150,9 +157,38 @@ def totals(result: dict) -> tuple[float, float]:
             sum(r["training_s"] * r["variants"] for r in rows))  # fmt: skip
 
 
+def merge(results: list[dict]) -> dict:
+    """Several measurements of one commit (say, taken in turn with another commit's, so
+    both see the same machine) as one: each stage kind's median seconds and training
+    seconds, with ``rounds`` their number.
+
+    Raises:
+        SystemExit: the measurements are of different stage variants.
+    """
+    kinds = [[row["stage"] for row in result["stages"]] for result in results]
+    if any(k != kinds[0] for k in kinds):
+        raise SystemExit("--merge: the files measure different stage variants")
+    rows = [first | {key: round(statistics.median(r["stages"][i][key] for r in results), 1)
+                     for key in ("seconds", "training_s")}
+            for i, first in enumerate(results[0]["stages"])]  # fmt: skip
+    head = {k: v for k, v in results[0].items() if k != "stages"}
+    return head | {"rounds": len(results), "stages": rows}
+
+
+def write_result(result: dict, out: Path) -> None:
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--timed":
         timed_run(sys.argv[3], sys.argv[4:], Path(sys.argv[2]))
+        return
+    if len(sys.argv) > 3 and sys.argv[1] == "--merge":
+        result = merge([json.loads(Path(p).read_text()) for p in sys.argv[3:]])
+        write_result(result, Path(sys.argv[2]))
+        print(markdown(result))
         return
     sys.path.insert(0, str(REPO / "benchmarks"))  # pipeline.py, stage_commands.py
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -190,10 +226,7 @@ def main() -> None:
     result = {"commit": commit, "cpus": os.cpu_count(), "measured": time.strftime("%Y-%m-%d"),
               "set": args.set} | ({"repro_wall_s": args.repro_seconds} if args.repro_seconds
                                   else {}) | {"stages": rows}  # fmt: skip
-    out = Path(args.out)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    write_result(result, Path(args.out))
     print(markdown(result))
 
 

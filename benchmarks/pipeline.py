@@ -4,7 +4,7 @@
 
 Each commit is checked out in a temporary git worktree that shares this repository's DVC
 cache, so ``dvc checkout`` restores that commit's outputs without running anything. Then,
-for each stage kind (one variant of each: ``autoencoder@0``, ``compare_finetune@random-0-0-0.01``
+for each stage kind (one variant of each: ``autoencoder@0``, ``compare_run@random-0-0``
 ...), ``dvc repro --single-item --force <stage>`` is timed at the before commit, then at
 the after commit, alternating, ``--rounds`` times for stages under a minute and once for
 the longer ones. A stage's time includes DVC's start and its lock-file update (what a

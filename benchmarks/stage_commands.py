@@ -4,7 +4,7 @@
     python benchmarks/stage_commands.py --project /tmp/copy
 
 Prints one line a stage variant: its name as DVC names it (``ingest``, ``init_random@0``,
-``compare_finetune@random-0-0-0.05``), a tab, its command, with the leading ``python``
+``compare_run@random-0-0``), a tab, its command, with the leading ``python``
 replaced by the interpreter running this script. ``benchmarks/gpu_check.sh`` runs these
 lines on a machine that may have no DVC, so the commands come from dvc.yaml and are never
 copied by hand.

@@ -2,9 +2,10 @@
 
 Each label fraction is fine-tuned once (``finetune``), then the frozen encoder's features
 are extracted once and one linear probe fitted a fraction (``linear_probe``), all in one
-process: the dataset, the label subsets and the test split are loaded once, and the torch
-and scikit-learn imports are paid once, for every run of the checkpoint. ``--protocols``
-narrows it to one of the two. Without ``--label-fractions`` or ``--finetune-seeds``, they
+process: the imports (torch, scikit-learn, TorchDynamo through the first optimizer), the
+dataset and the checkpoint are loaded once for every run of the checkpoint. Under torchrun
+the fine-tunes run in every process and the probes in each machine's first process alone.
+``--protocols`` narrows it to one of the two. Without ``--label-fractions`` or ``--finetune-seeds``, they
 are ``compare.label_fractions`` and ``compare.finetune_seeds`` from params.yaml. The output
 is a JSON list, one row a run (its ``protocol`` a key).
 """
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--finetune-seeds", nargs="+", type=int, metavar="F",
                         help="each >= 0; default: compare.finetune_seeds")  # fmt: skip
     parser.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
-                        help="which runs, in this order (default: both)")  # fmt: skip
+                        help="which runs (default: both; the fine-tunes first)")  # fmt: skip
     parser.add_argument("--out", required=True, help="the runs' results (JSON list)")
     params = load_params()
     args = parser.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
     finetune_seeds = args.finetune_seeds or params.compare.finetune_seeds
     if any(f < 0 for f in finetune_seeds):
         parser.error(f"--finetune-seeds must each be >= 0, got {finetune_seeds}")
-    protocols = list(dict.fromkeys(args.protocols))
+    protocols = [p for p in PROTOCOLS if p in args.protocols]  # the fine-tunes first
     if "finetune" in protocols:  # the probe trains no network: one process is enough
         check_dataset(args.dataset)  # once, here, not in every process
         relaunch_under_torchrun(params.nproc_per_node, params.threads)

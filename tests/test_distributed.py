@@ -343,10 +343,12 @@ def test_compare_run_fine_tunes_on_two_processes_and_probes_once_in_the_first(tm
     ]
     assert sum(line.startswith("compare_run: linear_probe") for line in
                done.stdout.splitlines()) == 2, done.stdout  # fmt: skip
+    assert rows[0]["run_info"][0]["processes"] == 2  # the fine-tunes ran under torchrun
     # the probes alone are never relaunched: one process
     stage("stages.compare_run", "--dataset", "dataset", "--init", "init.pt", "--seed", "0",
           "--protocols", "linear_probe", "--out", "out/probes.json")  # fmt: skip
     alone = json.loads((tmp_path / "out" / "probes.json").read_text())
+    assert alone[0]["run_info"][0]["processes"] == 1
     assert [{k: v for k, v in r.items() if k != "run_info"} for r in rows[2:]] == [
         {k: v for k, v in r.items() if k != "run_info"} for r in alone
     ]

@@ -434,6 +434,8 @@ def test_a_simclr_knn_monitor_still_moving_is_named_beside_a_flat_loss():
         "at a plateau at every seed (0, 1)"
     )  # within the margin: the loss's check stands
     assert pretraining_line("simclr", {0: flat}, params).endswith("every seed (0)")  # none
+    one_round = flat | {"knn_monitor": [knn[0], {"step": 300, "accuracy": 0.91}]}
+    assert pretraining_line("simclr", {0: one_round}, params).endswith("every seed (0)")
 
 
 def test_finetune_seeds_average_within_a_seed_and_split_the_spread_by_level():

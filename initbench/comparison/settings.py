@@ -42,13 +42,14 @@ def pretraining_line(strategy: str, reports: dict[int, dict[str, Any]], params: 
 
 
 def knn_monitor_clause(reports: dict[int, dict[str, Any]], margin: float) -> str:
-    """What SimCLR's kNN monitor (``knn_monitor`` of its reports, the kNN val accuracy
-    at each probe) says of the budget, when it moved by more than ``margin`` (accuracy,
-    0..1) between its last two probes at some seed: the largest such change, in points,
-    and its seed. Empty when no report has two probes or none moved that much: the loss's
-    own plateau check then stands alone."""
+    """What SimCLR's kNN monitor (``knn_monitor`` of its reports: the initial encoder's kNN
+    val accuracy at step 0, then each probe's during training) says of the budget, when it
+    moved by more than ``margin`` (accuracy, 0..1) between its last two probes during
+    training at some seed: the largest such change, in points, and its seed. Empty when no
+    report has two probes during training (a run of one round has one) or none moved that
+    much: the loss's own plateau check then stands alone."""
     changes = {seed: r["knn_monitor"][-1]["accuracy"] - r["knn_monitor"][-2]["accuracy"]
-               for seed, r in reports.items() if len(r.get("knn_monitor", ())) >= 2}  # fmt: skip
+               for seed, r in reports.items() if len(r.get("knn_monitor", ())) >= 3}  # fmt: skip
     moved = {seed: change for seed, change in changes.items() if abs(change) > margin}
     if not moved:
         return ""
