@@ -5,9 +5,9 @@ are extracted once and one linear probe fitted a fraction (``linear_probe``), al
 process: the imports (torch, scikit-learn, TorchDynamo through the first optimizer), the
 dataset and the checkpoint are loaded once for every run of the checkpoint. Under torchrun
 the fine-tunes run in every process and the probes in each machine's first process alone.
-``--protocols`` narrows it to one of the two. Without ``--label-fractions`` or ``--finetune-seeds``, they
-are ``compare.label_fractions`` and ``compare.finetune_seeds`` from params.yaml. The output
-is a JSON list, one row a run (its ``protocol`` a key).
+``--protocols`` narrows it to one of the two. Without ``--label-fractions`` or
+``--finetune-seeds``, they are ``compare.label_fractions`` and ``compare.finetune_seeds``
+from params.yaml. The output is a JSON list, one row a run (its ``protocol`` a key).
 """
 
 import argparse

@@ -4,7 +4,8 @@ Each ``compare_run`` variant (one init checkpoint's fine-tunes and probes) is it
 stage and process, so no process sees the whole. They share a small JSON file in DVC's
 temporary folder (``.dvc/tmp``, never versioned), one per ``dvc repro`` or ``dvc exp run``
 process, in which each finished variant adds its wall time; from it each prints how many
-variants are done, the time so far and an estimate of the time left. Nothing here is an output of a stage or changes one.
+variants are done, the time so far and an estimate of the time left. Nothing here is an
+output of a stage or changes one.
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ def record_run(
     5 min 40 s so far; at most 5 left, about 4 min at 49 s a variant``.
 
     ``total``: variants in the comparison (this repro runs those whose inputs changed, so
-    at most this many); ``started``: when this variant began (``time.time()``); ``process``: the
-    DVC process, as :func:`dvc_process` names it. Files of DVC processes that are gone (or
-    whose PID now belongs to a later process) are removed.
+    at most this many); ``started``: when this variant began (``time.time()``);
+    ``process``: the DVC process, as :func:`dvc_process` names it. Files of DVC processes
+    that are gone (or whose PID now belongs to a later process) are removed.
     """
     now = time.time() if now is None else now
     folder = Path(folder)
