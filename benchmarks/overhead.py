@@ -124,16 +124,14 @@ def markdown(result: dict) -> str:
     lines = [f"Measured {result['measured']} on {result['cpus']} CPU cores at {result['commit']}"
              f"{changed}: "
              "one variant of each stage kind, its process timed from outside"
-             + (f" (median of {result['rounds']} rounds, interleaved with the other commit's)"
-                if result.get("rounds", 1) > 1 else "") + "; *training* is "
+             + (f" (median of {result['rounds']} rounds)" if result.get("rounds", 1) > 1
+                else "") + "; *training* is "
              "optimizer steps (without the val evaluations between rounds) and probe and "
              "k-means fits. Total = seconds x variants, summed.", "",
              "| stage | variants | process (s) | training (s) | not training |",
              "|---|---|---|---|---|"]  # fmt: skip
-    total = trained = 0.0
+    total, trained = totals(result)
     for row in result["stages"]:
-        total += row["seconds"] * row["variants"]
-        trained += row["training_s"] * row["variants"]
         share = 1 - row["training_s"] / row["seconds"] if row["seconds"] else 0.0
         lines.append(f"| {row['kind']} | {row['variants']} | {row['seconds']:.1f} | "
                      f"{row['training_s']:.1f} | {share:.0%} |")  # fmt: skip
