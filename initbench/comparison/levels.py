@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from initbench.comparison.stats import MOST_SEEDS, POWER, power
+from initbench.comparison.stats import MOST_SEEDS, POWER, fewest, power
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,4 @@ def finetune_seeds_to_decide(
         sd = math.sqrt(max(seed_sd**2 + levels.finetune * (1 / count - 1 / repeats), 0.0))
         return power(margin, sd, var_test, seeds, images, alpha) >= target
 
-    if not enough(most):
-        return None
-    low, high = 0, most  # enough(high); enough grows with repeats
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if enough(middle) else (middle, high)
-    return high
+    return fewest(enough, 1, most)

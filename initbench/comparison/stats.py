@@ -47,7 +47,7 @@ Hitchhiker's Guide to Testing Statistical Significance in NLP", for paired tests
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,17 +293,19 @@ def seeds_to_decide(
     """The fewest seeds (at least 2) whose t-test detects a true difference of ``margin``
     with power ``target``; ``None`` when even ``most`` seeds do not (the test-set part,
     which seeds do not shrink, is then too large for the margin)."""
-    if power(margin, seed_sd, var_test, most, images, alpha) < target:
+    return fewest(lambda n: power(margin, seed_sd, var_test, n, images, alpha) >= target, 2, most)
+
+
+def fewest(enough: Callable[[int], bool], least: int, most: int) -> int | None:
+    """The fewest count in ``[least, most]`` for which ``enough`` holds, by bisection;
+    ``enough`` must hold for every count above one where it holds (power grows with
+    replicates). ``None`` when even ``most`` is not enough."""
+    if not enough(most):
         return None
-    if power(margin, seed_sd, var_test, 2, images, alpha) >= target:
-        return 2
-    low, high = 2, most  # power(low) < target <= power(high); power grows with seeds
+    low, high = least - 1, most  # enough(high); below least counts as not enough
     while high - low > 1:
         middle = (low + high) // 2
-        if power(margin, seed_sd, var_test, middle, images, alpha) >= target:
-            high = middle
-        else:
-            low = middle
+        low, high = (low, middle) if enough(middle) else (middle, high)
     return high
 
 

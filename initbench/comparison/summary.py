@@ -103,7 +103,7 @@ def labelled_subsets(
         for row in results:
             if float(row["label_fraction"]) != float(fraction):
                 continue
-            seed = run_label(int(row["seed"]), _finetune_seed(row))
+            seed = _label(row)
             subset = {"sha256": row["labelled_subset"], "per_class": row["per_class"]}
             if seeds.setdefault(seed, subset) != subset:
                 first = owner[seed]
