@@ -165,6 +165,10 @@ class FinetuneParams:
     freeze_encoder: Bool
     #: random crop with padding and horizontal flip of every training batch, for every init
     augment: Bool
+    #: the comparison's fine-tune budgets grow from max(epochs, min_steps) until random
+    #: init's train loss is at a plateau (initbench.comparison.budget), up to max_steps
+    until_plateau: Bool
+    max_steps: Count
 
 
 @_section

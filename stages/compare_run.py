@@ -5,7 +5,9 @@ are extracted once and one linear probe fitted a fraction (``linear_probe``), al
 process: the imports (torch, scikit-learn, TorchDynamo through the first optimizer), the
 dataset and the checkpoint are loaded once for every run of the checkpoint. Under torchrun
 the fine-tunes run in every process and the probes in each machine's first process alone.
-``--protocols`` narrows it to one of the two. Without ``--label-fractions`` or
+Each fine-tune runs the budget ``--budget`` gives its label fraction (the
+``finetune_budget`` stage's, the same for every init). ``--protocols`` narrows it to one
+of the two. Without ``--label-fractions`` or
 ``--finetune-seeds``, they are ``compare.label_fractions`` and ``compare.finetune_seeds``
 from params.yaml. The output is a JSON list, one row a run (its ``protocol`` a key).
 """
@@ -13,6 +15,7 @@ from params.yaml. The output is a JSON list, one row a run (its ``protocol`` a k
 import argparse
 import time
 
+from initbench.comparison.budget import read_budgets
 from initbench.comparison.grid import PROTOCOLS, run_label
 from initbench.comparison.progress import report_run
 from initbench.comparison.protocols import check_label_fractions, result_rows
@@ -40,6 +43,8 @@ def main() -> None:
                         help="each >= 0; default: compare.finetune_seeds")  # fmt: skip
     parser.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
                         help="which runs (default: both; the fine-tunes first)")  # fmt: skip
+    parser.add_argument("--budget", help="the fine-tune budgets (finetune_budget's JSON); "
+                                         "default: max(finetune.epochs, finetune.min_steps)")  # fmt: skip
     parser.add_argument("--out", required=True, help="the runs' results (JSON list)")
     params = load_params()
     args = parser.parse_args()
@@ -51,6 +56,7 @@ def main() -> None:
     if any(f < 0 for f in finetune_seeds):
         parser.error(f"--finetune-seeds must each be >= 0, got {finetune_seeds}")
     protocols = [p for p in PROTOCOLS if p in args.protocols]  # the fine-tunes first
+    budgets = read_budgets(args.budget, fractions) if args.budget else None
     if "finetune" in protocols:  # the probe trains no network: one process is enough
         check_dataset(args.dataset)  # once, here, not in every process
         relaunch_under_torchrun(params.nproc_per_node, params.threads)
@@ -66,7 +72,7 @@ def main() -> None:
             break  # the probes run in the first process alone; the others are done
         rows += [{"protocol": protocol} | row
                  for row in result_rows(protocol, data, args.init, params, fractions, args.seed,
-                                        device, finetune_seeds)]  # fmt: skip
+                                        device, finetune_seeds, budgets)]  # fmt: skip
     if not is_local_main():
         return  # each machine's first process writes the outputs
     ran_on = run_info(device)

@@ -89,7 +89,7 @@ def project(tmp_path_factory) -> Path:
     params.update(init="random", seed=0, threads=0, nproc_per_node=1)
     params["data"].update(image_size=16, split_seed=0)
     params["finetune"].update(epochs=1, min_steps=4, batch_size=16, label_fraction=1.0,
-                              freeze_encoder=False)  # fmt: skip
+                              freeze_encoder=False, max_steps=12)  # fmt: skip
     params["autoencoder"].update(epochs=1, min_steps=0, batch_size=16)
     params["simclr"].update(epochs=1, min_steps=0, batch_size=16)
     params["patches"].update(per_image=4, max_images=1000)
@@ -183,6 +183,20 @@ def test_a_repro_log_has_no_progress_bar_refreshes_and_each_stage_its_time(proje
     assert log.count(": done in ") >= 20  # every stage's last line: its wall time
     # one compare_run variant an init and seed: 2 x 2
     assert re.search(r"comparison: \d+ variant\(s\) done in this dvc repro \(at most 4\)", log)
+
+
+def test_each_stage_records_its_wall_time_on_a_page_outside_git_and_dvc(project):
+    page = (project / "reports" / "timing.md").read_text()
+    for row in ("| kmeans (patches + kmeans) |", "| autoencoder (autoencoder) |", "| kmeans |",
+                "| finetune_budget |", "| compare |"):  # fmt: skip
+        assert row in page, row
+    budget = json.loads((project / "artifacts/compare/budget.json").read_text())
+    rows = json.loads((project / "artifacts/compare/runs/kmeans/seed1-ft0.json").read_text())
+    assert [b["steps"] for b in budget["budgets"]] == [r["steps"] for r in rows
+                                                       if r["protocol"] == "finetune"]  # fmt: skip
+    assert 4 < budget["budgets"][0]["steps"] <= 12  # grown from the floor, up to max_steps
+    run(project, "git", "check-ignore", "-q", "reports/timing.md")  # fails unless ignored
+    assert "timing" not in (project / "dvc.lock").read_text()
 
 
 def test_repro_writes_the_comparison(project):
@@ -359,7 +373,7 @@ def test_status_is_clean_and_second_repro_skips_every_stage(project):
 
 #: One stage of each kind that trains (tests/test_reproducibility.py runs ingest, patches,
 #: k-means and the seeded init twice at library level).
-EACH_KIND = ("autoencoder@0", "pictures@0", "simclr@0", "finetune",
+EACH_KIND = ("autoencoder@0", "pictures@0", "simclr@0", "finetune", "finetune_budget",
              "compare_run@kmeans-1-0")  # fmt: skip
 
 

@@ -63,7 +63,8 @@ def _checkpoint(tmp_path, seed):
 
 def _finetune_params(**overrides):
     values = {"epochs": 3, "min_steps": 0, "lr": 0.01, "batch_size": 8, "label_fraction": 0.25,
-              "freeze_encoder": False, "augment": False}  # fmt: skip
+              "freeze_encoder": False, "augment": False, "until_plateau": False,
+              "max_steps": 100}  # fmt: skip
     values.update(overrides)
     return FinetuneParams(**values)
 

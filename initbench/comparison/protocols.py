@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,9 +128,13 @@ def finetune(
     device: torch.device,
     log: Callable[[str], None] = tqdm.write,
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
+    steps: int | None = None,
+    stop: Callable[[list[float]], bool] | None = None,
 ) -> FinetuneResult:
     """Fine-tune the classifier from an init on ``label_fraction`` of the train labels for
-    :func:`initbench.training.loop.step_budget` steps, then evaluate the final weights on test.
+    :func:`initbench.training.loop.step_budget` steps (or ``steps``; ``stop`` may end it
+    sooner, see :func:`initbench.training.supervised.fit`), then evaluate the final
+    weights on test.
 
     With ``params.freeze_encoder`` only the (MLP) head trains, on an encoder whose
     BatchNorm statistics were first recomputed on the train images. In a process group
@@ -149,7 +153,7 @@ def finetune(
         classifier, normalize, train, data.splits["val"], epochs=params.epochs,
         min_steps=params.min_steps, lr=params.lr, batch_size=params.batch_size, seed=seed,
         device=device, freeze_encoder=params.freeze_encoder, augment=params.augment, log=log,
-        on_history=on_history,
+        on_history=on_history, steps=steps, stop=stop,
     )  # fmt: skip
     test = evaluate(classifier, normalize, data.splits["test"], device)
     return FinetuneResult(classifier, trained.history, test, labelled, trained.steps,
@@ -209,10 +213,14 @@ def result_rows(
     seed: int,
     device: torch.device,
     finetune_seeds: Sequence[int] = (0,),
+    budgets: Mapping[float, int] | None = None,
 ) -> list[dict[str, Any]]:
     """One init checkpoint's runs under ``protocol`` at pretraining seed ``seed``, one
     result row per label fraction and fine-tune seed (each run drawing from
-    :func:`initbench.comparison.grid.run_seed`): ``label_fraction``, ``finetune_seed``,
+    :func:`initbench.comparison.grid.run_seed`). A fine-tune runs ``budgets[fraction]``
+    steps (:mod:`initbench.comparison.budget`: the same for every init), or without
+    ``budgets`` :func:`initbench.training.loop.step_budget`'s. Each row holds
+    ``label_fraction``, ``finetune_seed``,
     test ``accuracy`` and ``macro_f1`` (6 digits),
     ``train_images`` (labelled); a fine-tune adds ``steps``, ``plateau`` (the check of its
     train loss) and ``history``, a probe ``iterations``, ``converged``, ``C`` and
@@ -231,7 +239,8 @@ def result_rows(
         full = dataclasses.replace(params.finetune, freeze_encoder=False)
         for fraction, finetune_seed in itertools.product(label_fractions, finetune_seeds):
             result = finetune(data, init_path, params.model, full, fraction,
-                              run_seed(seed, finetune_seed), device)  # fmt: skip
+                              run_seed(seed, finetune_seed), device,
+                              steps=None if budgets is None else budgets[fraction])  # fmt: skip
             rows.append({"label_fraction": fraction, "finetune_seed": finetune_seed,
                          "accuracy": round(result.test.accuracy, 6),
                          "macro_f1": round(result.test.macro_f1, 6),

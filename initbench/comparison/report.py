@@ -119,7 +119,8 @@ def _plateau_lines(by_fraction: dict[str, Any], fractions: Sequence[float]) -> l
         return []
     return ["Plateau check of the fine-tunes (the train loss's drift over the last third of "
             "the budget against its step-to-step noise; a cell with runs not at a plateau is "
-            "marked ⚠ above, and a longer budget, `finetune.min_steps`, may change it):", "",
+            "marked ⚠ above, and a longer budget, `finetune.max_steps` (or `min_steps` with "
+            "`finetune.until_plateau: false`), may change it):", "",
             *lines, ""]  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """The report's settings section: which data, seeds, budgets and models produced the
-comparison, with each budget's plateau check and the pretraining compute per method."""
+comparison, with each budget's plateau check and the pretraining compute per method (in
+steps and images; the wall time, which depends on the machine, is in reports/timing.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from initbench.comparison import stats
+from initbench.comparison.budget import budget_line
+from initbench.comparison.grid import run_label
 from initbench.data.dataset import ArrayData
-from initbench.params import Params
+from initbench.params import FinetuneParams, Params
 
 #: Pretraining reports that carry a budget: ``artifacts/init/<strategy>/seed<S>.json``.
 TRAINED_INITS = {"autoencoder": "train MSE", "simclr": "NT-Xent"}
@@ -41,6 +44,25 @@ def pretraining_line(strategy: str, reports: dict[int, dict[str, Any]], params: 
     )
 
 
+def budget_clause(f: FinetuneParams, steps: dict[float, int], budget: dict[str, Any] | None) -> str:
+    """How the fine-tune budgets were set and what they are, per label fraction: grown
+    until the reference's train loss was at a plateau (``budget``, from the
+    ``finetune_budget`` stage), else ``max(epochs, min_steps)`` (``steps``: the rows')."""
+    floor = f"max({f.epochs} epochs, {f.min_steps} steps)"
+    records = (budget or {}).get("budgets") or {}
+    if not any(r["reached"] is not None for r in records.values()):
+        return f"{floor}: " + ", ".join(
+            f"{steps[x]:,} steps at {x * 100:g}%" for x in sorted(steps)
+        )
+    return (
+        f"budgets grown from {floor} until {budget['reference']} init's train loss (seed "
+        f"{run_label(budget['seed'], budget['finetune_seed'])}) passed the plateau check at "
+        f"two checks in a row, at most {f.max_steps:,} steps (finetune.until_plateau, "
+        "finetune.max_steps), then the same for every init: "
+        + ", ".join(budget_line(records[x]) for x in sorted(records))
+    )
+
+
 def knn_monitor_clause(reports: dict[int, dict[str, Any]], margin: float) -> str:
     """What SimCLR's kNN monitor (``knn_monitor`` of its reports: the initial encoder's kNN
     val accuracy at step 0, then each probe's during training) says of the budget, when it
@@ -67,6 +89,7 @@ def settings(
     data: ArrayData,
     rows: Sequence[dict[str, Any]],
     pretraining: dict[str, dict[int, dict[str, Any]]],
+    budget: dict[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
     """``(name, value)`` lines for the report.
 
@@ -74,6 +97,8 @@ def settings(
         rows: the runs (fine-tune step counts per label fraction, probe C).
         pretraining: ``{strategy: {seed: report}}`` of the methods in
             :data:`TRAINED_INITS` that the comparison includes.
+        budget: the fine-tune budgets
+            (:func:`initbench.comparison.budget.read_budget_file`), when they were set.
     """
     c, f, a, s, lp = (params.compare, params.finetune, params.autoencoder, params.simclr,
                       params.linear_probe)  # fmt: skip
@@ -97,9 +122,7 @@ def settings(
                        f"{c.correction} (compare.correction), family-wise confidence "
                        f"{stats.CONFIDENCE:.0%}, power {stats.POWER:.0%} for planning; "
                        "labelled-subset hashes per seed in reports/compare.json"),
-        ("fine-tune", f"Adam lr {f.lr}, batch {f.batch_size}, max({f.epochs} epochs, "
-                      f"{f.min_steps} steps): " + ", ".join(
-                          f"{steps[x]} steps at {x * 100:g}%" for x in sorted(steps))
+        ("fine-tune", f"Adam lr {f.lr}, batch {f.batch_size}, " + budget_clause(f, steps, budget)
                       + ("; random crop and flip of every batch (finetune.augment)" if f.augment
                          else "; no augmentation (finetune.augment: false)")
                       + "; final weights tested (no selection on val)"),
@@ -115,6 +138,9 @@ def settings(
     ]  # fmt: skip
     lines += [(f"{name} compute", pretraining_line(name, reports, params))
               for name, reports in pretraining.items()]  # fmt: skip
+    lines.append(("wall time", "per method and seed in reports/timing.md, which each stage "
+                               "updates as it finishes; it depends on the machine, so it is "
+                               "kept out of this report, whose bytes do not"))  # fmt: skip
     lines.append(("model", f"conv blocks {params.model.channels}, dropout "
                            f"{params.model.dropout}, head {params.model.hidden} units"))  # fmt: skip
     return lines

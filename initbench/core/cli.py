@@ -1,5 +1,5 @@
 """What every stage's ``main`` shares: one-line errors instead of tracebacks, and a last
-line with the stage's wall time."""
+line with the stage's wall time (recorded for ``reports/timing.md`` as well)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,26 @@ from pathlib import Path
 
 from initbench import STARTED
 from initbench.core.errors import InitbenchError
+from initbench.core.timing import record_stage
 
 
 def run(main: Callable[[], None], *, wall_time: bool = True) -> None:
     """Call ``main``; an :class:`InitbenchError` becomes ``error: ...`` on stderr and exit 1.
     With ``wall_time`` (stages), the last line printed on success is
-    ``<program>: done in <seconds> s``."""
+    ``<program>: done in <seconds> s``, and a stage run by DVC records that time for
+    ``reports/timing.md`` (:func:`initbench.core.timing.record_stage`)."""
     try:
-        main()
+        try:
+            main()
+        except SystemExit as exc:  # a stage that ran its work under torchrun, say
+            if wall_time and exc.code in (0, None):
+                record_stage(time.perf_counter() - STARTED)
+            raise
         if wall_time:
             name = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "stage"
-            print(f"{name}: done in {time.perf_counter() - STARTED:.1f} s")
+            seconds = time.perf_counter() - STARTED
+            print(f"{name}: done in {seconds:.1f} s")
+            record_stage(seconds)
     except InitbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         for line in restore_hints():

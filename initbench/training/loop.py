@@ -157,9 +157,15 @@ def optimize(
     device: torch.device | None = None,
     precision: MixedPrecision | None = None,
     max_rounds: int = MAX_ROUNDS,
+    stop: Callable[[list[float]], bool] | None = None,
 ) -> list[float]:
     """Run ``steps`` optimizer steps over seeded reshuffled passes of ``split``; return
     each step's loss (of the global batch), for :func:`initbench.training.plateau.plateau_check`.
+
+    ``stop`` (if given) is asked after every step with the losses so far; when it answers
+    true, training ends there, with a last (shorter) round. The steps it ran are exactly
+    the first steps of the full budget: the data order, augmentation and dropout draws do
+    not depend on ``steps``.
 
     ``loss_fn(images, labels)`` gets each batch of ``min(batch_size, len(split))`` images,
     already on ``device`` (default CPU), and returns its mean loss. It runs inside
@@ -186,6 +192,7 @@ def optimize(
     rank, world = distributed.rank(), distributed.world_size()
     step, loss_sum, seen, start = 0, 0.0, 0, time.perf_counter()
     losses: list[float] = []
+    stopped = False
     # A bar on a terminal only (disable=None): in a log file or CI its refreshes would be
     # most of the lines; the per-round lines of ``on_round`` say the same there.
     quiet = None if distributed.is_local_main() else True
@@ -204,11 +211,17 @@ def optimize(
                 seen += images_in_step
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+                stopped = stop is not None and step < steps and stop(losses)
+                if stopped:
+                    ends = [e for e in ends if e < step] + [step]
+                    bar.total = step
                 if step in ends:
                     elapsed = max(time.perf_counter() - start, 1e-9)
                     on_round(Round(ends.index(step) + 1, len(ends), step, step / per_epoch,
                                    loss_sum / seen, seen / elapsed))  # fmt: skip
                     loss_sum, seen, start = 0.0, 0, time.perf_counter()
-                if step == steps:
+                if step == steps or stopped:
                     break
+            if stopped:
+                break
     return losses

@@ -56,7 +56,7 @@ class FitResult:
     """What :func:`fit` ran: its history and the optimizer steps it took."""
 
     history: list[dict[str, float]]  # one row a round, see :func:`fit`
-    steps: int  # the step budget, :func:`initbench.training.loop.step_budget`
+    steps: int  # the steps it ran: the budget, or fewer when ``stop`` ended it
     plateau: Plateau  # the train loss over the last third of the budget
 
 
@@ -76,8 +76,12 @@ def fit(
     augment: bool = False,
     log: Callable[[str], None] = tqdm.write,
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
+    steps: int | None = None,
+    stop: Callable[[list[float]], bool] | None = None,
 ) -> FitResult:
-    """Train with Adam for :func:`step_budget` steps; the model keeps its final weights.
+    """Train with Adam for :func:`step_budget` steps (or ``steps``, when given); the model
+    keeps its final weights. ``stop`` may end training sooner (:func:`optimize`); the
+    result then holds the steps it ran.
 
     ``on_history`` (if given) gets the history so far after each round, so a stage can
     write it as training goes (live curves).
@@ -111,7 +115,7 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     views = torch.Generator().manual_seed(distributed.rank_seed(seed + AUGMENT_STREAM))
     padding = crop_padding(train.images.shape[-1])
-    steps = step_budget(len(train), batch_size, epochs, min_steps)
+    steps = step_budget(len(train), batch_size, epochs, min_steps) if steps is None else steps
     history: list[dict[str, float]] = []
     correct, counted = 0, 0
     net = distributed.data_parallel(model, device, seed)  # ``model`` in a single process
@@ -157,5 +161,6 @@ def fit(
 
     train_mode()
     losses = optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
-                      loss_fn=loss_fn, on_round=on_round, desc="train", device=device)  # fmt: skip
-    return FitResult(history, steps, plateau_check(losses))
+                      loss_fn=loss_fn, on_round=on_round, desc="train", device=device,
+                      stop=stop)  # fmt: skip
+    return FitResult(history, len(losses), plateau_check(losses))

@@ -1,0 +1,70 @@
+"""The comparison's fine-tune budgets as the ``finetune_budget`` stage writes them: reading
+them, and saying how each was set. The search itself is
+:mod:`initbench.comparison.budget_search`; this module trains nothing, so the report can
+read the budgets without the training code."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from initbench.core.errors import InitbenchError
+
+#: The reference init whose fine-tunes set every init's budget.
+REFERENCE = "random"
+
+
+def check_spacing(floor: int) -> int:
+    """Steps between two plateau checks: half the floor, at least 1."""
+    return max(1, floor // 2)
+
+
+def budget_line(record: Mapping[str, Any]) -> str:
+    """How one fraction's budget was set, e.g. ``2,250 steps at 1% (the reference's train
+    loss at a plateau at steps 2,000 and 2,250)``."""
+    where = f"{record['steps']:,} steps at {record['label_fraction'] * 100:g}%"
+    if record["reached"] is None:
+        return where + " (the floor)"
+    if record["reached"]:
+        return (where + f" (the reference's train loss at a plateau at steps "
+                f"{record['steps'] - check_spacing(record['floor']):,} and {record['steps']:,})")  # fmt: skip
+    return where + " (finetune.max_steps: NOT at a plateau yet)"
+
+
+def read_budget_file(path: str | os.PathLike[str], fractions: Sequence[float]) -> dict[str, Any]:
+    """The ``finetune_budget`` stage's JSON at ``path``, its ``budgets`` keyed by label
+    fraction and narrowed to ``fractions``: ``{"reference", "seed", "finetune_seed",
+    "budgets": {label_fraction: record}}`` (records as :func:`find_budget` returns).
+
+    Raises:
+        InitbenchError: the file is missing or unreadable, or lacks one of ``fractions``.
+    """
+    try:
+        content = json.loads(Path(path).read_text(encoding="utf-8"))
+        records = {float(r["label_fraction"]): r for r in content["budgets"]}
+        for r in records.values():
+            int(r["steps"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InitbenchError(f"{path}: not a fine-tune budget file ({exc}); run "
+                             "`dvc repro finetune_budget` to write it") from None  # fmt: skip
+    missing = [x for x in fractions if x not in records]
+    if missing:
+        raise InitbenchError(
+            f"{path}: no budget for label fraction(s) {', '.join(f'{x:g}' for x in missing)} "
+            f"(it has {', '.join(f'{x:g}' for x in records) or 'none'}); run "
+            "`dvc repro finetune_budget` with them in compare.label_fractions"
+        )
+    return content | {"budgets": {x: records[x] for x in fractions}}
+
+
+def read_budgets(path: str | os.PathLike[str], fractions: Sequence[float]) -> dict[float, int]:
+    """``{label_fraction: steps}`` of ``fractions`` from the budget file ``path``.
+
+    Raises:
+        InitbenchError: as :func:`read_budget_file`.
+    """
+    budgets = read_budget_file(path, fractions)["budgets"]
+    return {x: int(record["steps"]) for x, record in budgets.items()}
