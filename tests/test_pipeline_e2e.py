@@ -364,6 +364,15 @@ def test_an_edit_in_one_room_changes_only_the_stages_that_import_it(project, edi
     assert all(name.startswith(allowed) for name in changed), sorted(changed)
 
 
+def test_an_edit_to_the_wall_time_page_s_code_re_runs_no_stage(project):
+    try:
+        with (project / "initbench/core/timing.py").open("a") as file:
+            file.write("# an edit\n")
+        assert would_run(project) == set()
+    finally:
+        reset(project)
+
+
 def test_status_is_clean_and_second_repro_skips_every_stage(project):
     assert "up to date" in run(project, "dvc", "status").stdout
     again = run(project, "dvc", "repro")

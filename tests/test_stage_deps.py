@@ -18,10 +18,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 #: Packages whose modules count as code a stage runs.
 PACKAGES = ("initbench", "stages")
+#: Run by every stage, but .dvcignore keeps it out of its room's hash: it records the
+#: stage's wall time beside the outputs (reports/timing.md) and changes none of them.
+IGNORED = ("initbench/core/timing.py",)
 #: Run by every stage but never a dep: package markers with a docstring, ``__version__``
 #: and (initbench) the import time that stages' wall-time lines count from; dvc.yaml
 #: lists neither (a room's own empty __init__.py is in its folder dep).
-NOT_DEPS = frozenset({"initbench/__init__.py", "stages/__init__.py"})
+NOT_DEPS = frozenset({"initbench/__init__.py", "stages/__init__.py", *IGNORED})
 STAGE_MODULE = re.compile(r"python\S*\s+-m\s+(stages\.\w+)")
 
 
@@ -295,3 +298,10 @@ def test_no_training_stage_depends_on_the_views():
     for name, body in _real_stages().items():
         if name in training:
             assert "initbench/views" not in {str(d) for d in body.get("deps") or []}, name
+
+
+def test_what_no_stage_depends_on_is_in_dvcignore():
+    """Else DVC hashes it with its room and an edit to it re-runs every stage
+    (tests/test_pipeline_e2e.py checks that one re-runs none)."""
+    ignored = (REPO / ".dvcignore").read_text(encoding="utf-8").splitlines()
+    assert [rel for rel in IGNORED if f"/{rel}" not in ignored] == []

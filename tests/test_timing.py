@@ -37,7 +37,7 @@ def test_a_stage_run_by_dvc_records_its_time_and_renders_the_page(tmp_path):
     record = json.loads(path.read_text())
     assert record["stage"] == "simclr@1" and record["seconds"] == 12.3
     page = (tmp_path / "reports" / "timing.md").read_text()
-    assert _row(page, "| simclr ") == "| simclr (simclr) |  | 12.3 | 12.3 |  |"
+    assert _row(page, "| simclr ") == "| simclr (simclr) |  | 12.3 | 12.3 |  |"  # no report
 
 
 def test_a_process_started_by_torchrun_leaves_the_record_to_its_launcher(tmp_path):
@@ -51,27 +51,32 @@ def test_the_page_sums_a_method_s_stages_per_seed_and_drops_seeds_no_longer_run(
         _record("patches@0", 2.0), _record("kmeans@0", 3.5), _record("kmeans@1", 4.0),
         _record("autoencoder@0", 30.0), _record("autoencoder@1", 34.0),
         _record("autoencoder@7", 99.0),  # a seed params.yaml no longer names
+        _record("simclr@0", 10.0),
         _record("compare_run@random-0-0", 40.0), _record("compare_run@simclr-1-0", 45.5),
         _record("compare_run@simclr-7-0", 99.0),
         _record("ingest", 20.0, "2026-01-01T00:00:00Z"),
         _record("compare", 5.0, "2026-01-01T01:00:00Z"),
     ]}  # fmt: skip
-    for seed, images in ((0, 6400), (1, 6400)):
-        path = tmp_path / "artifacts" / "init" / "autoencoder" / f"seed{seed}.json"
+    for method, seed, images in (("autoencoder", 0, 6400), ("autoencoder", 1, 6400),
+                                 ("simclr", 0, 1000), ("simclr", 1, 1000)):  # fmt: skip
+        path = tmp_path / "artifacts" / "init" / method / f"seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"images_seen": images}))
     page = timing_page(records, [0, 1], ["random", "autoencoder", "simclr", "kmeans"], [0],
                        tmp_path)  # fmt: skip
     assert _row(page, "| kmeans ") == "| kmeans (patches + kmeans) | 5.5 | 4.0 | 9.5 |  |"
+    # seed 1's SimCLR has a report but no record yet (it is running): seed 0's rate alone
+    assert _row(page, "| simclr (") == "| simclr (simclr) | 10.0 |  | 10.0 | 100 pairs of views |"
     assert (
-        _row(page, "| autoencoder (") == "| autoencoder (autoencoder) | 30.0 | 34.0 | 64.0 | 200 |"
+        _row(page, "| autoencoder (")
+        == "| autoencoder (autoencoder) | 30.0 | 34.0 | 64.0 | 200 images |"
     )
     assert _row(page, "| random |") == "| random | 40.0 |  | 40.0 |"
     assert _row(page, "| simclr |") == "| simclr |  | 45.5 | 45.5 |"
     assert "99.0" not in page and "| autoencoder |" not in page  # no runs, no row
     stages = [line.split(" | ")[0] for line in page.splitlines() if line.startswith("| ")]
     assert stages.index("| ingest") < stages.index("| compare")  # in the order they finished
-    assert "**All stages shown: 184 s (3.1 min)**" in page
+    assert "**All stages shown: 194 s (3.2 min)**" in page
     assert "between 2026-01-01T00:00:00Z and 2026-01-01T01:00:00Z" in page
 
 

@@ -93,16 +93,20 @@ def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:,.1f}"
 
 
-def _images_per_second(root: Path, method: str, seeds: Sequence[int], seconds: float) -> str:
-    """Images seen a second over ``seeds``' stages of ``method``, from its per-seed reports;
-    empty when a report is missing or has no ``images_seen``."""
+def _seen_per_second(root: Path, method: str, seconds: dict[int, float]) -> str:
+    """Images (SimCLR: pairs of views) seen a second over the seeds in ``seconds`` (seed
+    to stage time), from each seed's report; empty when a report is missing or has no
+    ``images_seen``."""
     images = 0
-    for seed in seeds:
+    for seed in seconds:
         try:
-            images += int(json.loads((root / METHOD_REPORTS[method].format(seed=seed)).read_text())["images_seen"])  # fmt: skip
+            report = json.loads((root / METHOD_REPORTS[method].format(seed=seed)).read_text())
+            images += int(report["images_seen"])
         except (KeyError, OSError, ValueError, TypeError):
             return ""
-    return f"{images / seconds:,.0f}" if seconds > 0 else ""
+    total = sum(seconds.values())
+    unit = "pairs of views" if method == "simclr" else "images"
+    return f"{images / total:,.0f} {unit}" if total > 0 else ""
 
 
 def timing_page(
@@ -133,22 +137,22 @@ def timing_page(
         "DVC restored from its cache keeps the time of the run that made its outputs.",
         "",
     ]
-    head = "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | all seeds | images/s |"
+    head = "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | all seeds | seen a second |"
     table = [head, "|---" * (len(seeds) + 3) + "|"]
     for method in dict.fromkeys(PRETRAINING.values()):
         stages = [name for name, m in PRETRAINING.items() if m == method]
-        cells, total = [], 0.0
+        timed: dict[int, float] = {}
         for seed in seeds:
             names = [f"{stage}@{seed}" for stage in stages if f"{stage}@{seed}" in records]
             used.update(names)
-            value = sum(records[n]["seconds"] for n in names) if names else None
-            total += value or 0.0
-            cells.append(_seconds(value))
-        if not any(cells):
+            if names:
+                timed[seed] = sum(records[n]["seconds"] for n in names)
+        if not timed:
             continue
-        rate = _images_per_second(root, method, seeds, total) if method in METHOD_REPORTS else ""
-        table.append(f"| {method} ({' + '.join(stages)}) | " + " | ".join(cells)
-                     + f" | {_seconds(total)} | {rate} |")  # fmt: skip
+        rate = _seen_per_second(root, method, timed) if method in METHOD_REPORTS else ""
+        table.append(f"| {method} ({' + '.join(stages)}) | "
+                     + " | ".join(_seconds(timed.get(seed)) for seed in seeds)
+                     + f" | {_seconds(sum(timed.values()))} | {rate} |")  # fmt: skip
     if len(table) > 2:
         lines += ["## Pretraining, per method and seed (s)", "", *table, ""]
     labels = [(s, f) for s in seeds for f in finetune_seeds]
