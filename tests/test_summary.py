@@ -454,7 +454,7 @@ def test_a_simclr_knn_monitor_still_moving_is_named_beside_a_flat_loss():
     assert (
         "at a plateau at every seed (0, 1); but its kNN val accuracy (a monitor) still "
         "moved by +1.6 points between steps 150 and 300 (seed 1; 1 of 2 seeds beyond the "
-        "±1-point margin): a longer budget is `dvc exp run -S simclr.until_plateau=true`" in line
+        "±1-point margin): a longer budget is `dvc exp run -S simclr.epochs=40`" in line
     )
     assert pretraining_line("simclr", {0: steady, 1: steady}, params).endswith(
         "at a plateau at every seed (0, 1)"

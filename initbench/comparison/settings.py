@@ -42,7 +42,10 @@ def pretraining_line(strategy: str, reports: dict[int, dict[str, Any]], params: 
         longer = f"`dvc exp run -S {strategy}.until_plateau=true` (it grows until flat)"
     if not open_seeds:
         line += f"at a plateau at every seed ({_seeds(reports)})"
-        return line + (f"; but {monitor}: a longer budget is {longer}" if monitor else "")
+        # The loss is flat, so growing on it would stop at once; the monitor reads labels,
+        # so it sets no budget: a fixed, longer one is the command.
+        fixed = f"`dvc exp run -S {strategy}.epochs={p.epochs * 4}`"
+        return line + (f"; but {monitor}: a longer budget is {fixed}" if monitor else "")
     worst = max((reports[s]["plateau"] for s in open_seeds), key=lambda p: abs(p["change"]))
     return line + (
         f"NOT at a plateau at seed(s) {_seeds(open_seeds)} (over the last third it still "
