@@ -132,6 +132,10 @@ class AutoencoderParams:
     min_steps: NonNegative
     lr: Positive
     batch_size: Count
+    #: grow the budget from max(epochs, min_steps) until the train MSE is at a plateau
+    #: (initbench.training.plateau.plateau_stop), at most max_steps
+    until_plateau: Bool
+    max_steps: Count
 
 
 @_section
@@ -144,6 +148,10 @@ class SimclrParams:
     batch_size: Count
     temperature: Positive
     projection_dim: Count
+    #: grow the budget from max(epochs, min_steps) until NT-Xent is at a plateau, at most
+    #: max_steps
+    until_plateau: Bool
+    max_steps: Count
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:

@@ -52,7 +52,8 @@ def main() -> None:
     train, val = data.splits["train"], data.splits["val"]
     result = train_autoencoder(model, normalize, train, val, epochs=p.epochs, min_steps=p.min_steps, lr=p.lr,
                                batch_size=p.batch_size, seed=args.seed, device=device,
-                               on_history=live_history(Path(args.plots) / "history.json"))  # fmt: skip
+                               on_history=live_history(Path(args.plots) / "history.json"),
+                               max_steps=p.max_steps if p.until_plateau else None)  # fmt: skip
     if not is_local_main():
         return  # each machine's first process writes the outputs
     baseline = mean_image_loss(train, val)

@@ -43,6 +43,7 @@ def main() -> None:
         model, normalize, data.splits["train"], data.splits["val"], epochs=p.epochs, min_steps=p.min_steps, lr=p.lr,
         batch_size=p.batch_size, temperature=p.temperature, seed=args.seed, device=device,
         on_history=live_history(Path(args.plots) / "history.json"),
+        max_steps=p.max_steps if p.until_plateau else None,
     )  # fmt: skip
     if not is_local_main():
         return  # each machine's first process writes the outputs

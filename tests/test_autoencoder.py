@@ -118,3 +118,30 @@ def test_a_last_batch_of_one_image_does_not_crash_training():
                                batch_size=128, seed=0, device=CPU, log=lambda line: None)  # fmt: skip
     assert result.history[-1]["step"] == step_budget(129, 128, 2, 0)
     assert min(sizes) >= 2 and result.train_loss > 0
+
+
+def test_a_grown_budget_stops_when_the_mse_is_flat_and_equals_that_fixed_budget():
+    """With ``max_steps`` the budget grows from the floor until two plateau checks in a row
+    pass; the run it stops is the plain run of that many steps, weights and all."""
+
+    def train(**budget):
+        set_seed(0)
+        model = build_autoencoder(Encoder(1, CHANNELS, [0.0, 0.0, 0.0]), CHANNELS)
+        result = train_autoencoder(model, Normalize([0.2], [0.4]), _blobs(), _blobs(8),
+                                   epochs=1, lr=0.01, batch_size=16, seed=0, device=CPU,
+                                   log=lambda line: None, **budget)  # fmt: skip
+        return model, result
+
+    _, floor = train(min_steps=30)
+    assert floor.steps == 30
+    grown_model, grown = train(min_steps=30, max_steps=3000)
+    assert 30 < grown.steps < 3000 and (grown.steps - 30) % 15 == 0
+    assert grown.plateau.reached and grown.images_seen == grown.steps * 16
+    fixed_model, fixed = train(min_steps=grown.steps)
+    last = ("step", "val_loss")  # (train_loss is the round's mean, and rounds differ)
+    assert [fixed.history[-1][k] for k in last] == [grown.history[-1][k] for k in last]
+    for a, b in zip(fixed_model.state_dict().values(), grown_model.state_dict().values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    _, capped = train(min_steps=30, max_steps=35)
+    assert capped.steps == 35

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from initbench.comparison.budget import budget_line, read_budget_file, read_budgets
-from initbench.comparison.budget_search import find_budget, plateau_checks, plateau_stop
+from initbench.comparison.budget_search import find_budget
 from initbench.comparison.protocols import finetune, result_rows
 from initbench.comparison.settings import budget_clause
 from initbench.core.errors import InitbenchError
+from initbench.training.plateau import plateau_checks, plateau_stop
 from tests.test_protocols import CPU, QUICK_MODEL, _checkpoint, _data, _finetune_params, _params
 
 
@@ -113,8 +114,9 @@ def _budget_file(tmp_path, budgets):
 
 
 def _record(fraction, steps, reached, floor=500):
+    checks = [{"step": s} for s in range(floor, steps + 1, floor // 2)] if reached else []
     return {"label_fraction": fraction, "steps": steps, "floor": floor, "max_steps": 4000,
-            "reached": reached, "checks": []}  # fmt: skip
+            "reached": reached, "checks": checks}  # fmt: skip
 
 
 def test_the_budget_file_is_read_per_fraction_and_a_missing_one_is_named(tmp_path):

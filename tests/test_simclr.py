@@ -187,3 +187,12 @@ def test_views_stay_float32_when_the_model_runs_in_mixed_precision(monkeypatch):
     _train(model, _split(), _split(20, seed=1), epochs=1)
     assert seen and set(seen) == {(False, torch.float32)}
     assert set(outputs) >= {torch.bfloat16}  # the model itself did run in bfloat16
+
+
+def test_a_grown_budget_ends_on_a_flat_nt_xent_with_a_last_knn_probe():
+    train, val = _split(48, 0), _split(16, 1)
+    result = _train(_model(), train, val, epochs=1, min_steps=20, max_steps=2000)
+    assert 20 < result.steps < 2000 and (result.steps - 20) % 10 == 0
+    assert result.plateau.reached
+    assert result.history[-1]["step"] == result.steps
+    assert result.history[-1]["knn_accuracy"] is not None  # the last round always probes

@@ -406,9 +406,35 @@ def test_pretraining_line_gives_compute_and_the_longer_budget_when_not_flat():
     line = pretraining_line("simclr", {0: flat, 1: falling}, params)
     assert line.startswith("300 steps, 76,800 pairs of views a seed; NT-Xent NOT at a plateau")
     assert "seed(s) 1" in line and "-0.05" in line
-    assert f"`dvc exp run -S simclr.epochs={params.simclr.epochs * 4}`" in line
+    assert line.endswith(": a short default; a longer budget is "
+                         "`dvc exp run -S simclr.until_plateau=true` (it grows until flat)")  # fmt: skip
     assert "at a plateau at every seed (0, 1)" in pretraining_line(
         "autoencoder", {0: flat, 1: flat}, params
+    )
+
+
+def test_pretraining_line_of_a_grown_budget_gives_each_seed_s_steps_and_its_cap():
+    import dataclasses
+    from pathlib import Path
+
+    from initbench.comparison.settings import pretraining_line
+    from initbench.params import load_params
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = dataclasses.replace(
+        params, autoencoder=dataclasses.replace(params.autoencoder, until_plateau=True,
+                                                max_steps=9000))  # fmt: skip
+    flat = {"plateau": {"reached": True, "change": -0.001, "noise": 0.01, "points": 100}}
+    reports = {0: flat | {"steps": 1050, "images_seen": 134400},
+               1: flat | {"steps": 1350, "images_seen": 172800}}  # fmt: skip
+    line = pretraining_line("autoencoder", reports, params)
+    assert line == ("1,050 to 1,350 steps, 134,400 to 172,800 images a seed (grown until flat, "
+                    "at most 9,000; autoencoder.until_plateau); train MSE at a plateau at "
+                    "every seed (0, 1)")  # fmt: skip
+    capped = reports | {1: reports[1] | {"steps": 9000, "plateau": {
+        "reached": False, "change": -0.002, "noise": 0.001, "points": 3000}}}  # fmt: skip
+    assert pretraining_line("autoencoder", capped, params).endswith(
+        ": max_steps reached; a longer budget is `dvc exp run -S autoencoder.max_steps=18000`"
     )
 
 

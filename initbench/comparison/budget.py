@@ -17,11 +17,6 @@ from initbench.core.errors import InitbenchError
 REFERENCE = "random"
 
 
-def check_spacing(floor: int) -> int:
-    """Steps between two plateau checks: half the floor, at least 1."""
-    return max(1, floor // 2)
-
-
 def budget_line(record: Mapping[str, Any]) -> str:
     """How one fraction's budget was set, e.g. ``2,250 steps at 1% (the reference's train
     loss at a plateau at steps 2,000 and 2,250)``."""
@@ -29,8 +24,9 @@ def budget_line(record: Mapping[str, Any]) -> str:
     if record["reached"] is None:
         return where + " (the floor)"
     if record["reached"]:
-        return (where + f" (the reference's train loss at a plateau at steps "
-                f"{record['steps'] - check_spacing(record['floor']):,} and {record['steps']:,})")  # fmt: skip
+        previous = record["checks"][-2]["step"]
+        return (where + f" (the reference's train loss at a plateau at steps {previous:,} and "
+                f"{record['steps']:,})")  # fmt: skip
     return where + " (finetune.max_steps: NOT at a plateau yet)"
 
 

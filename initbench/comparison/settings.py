@@ -23,25 +23,42 @@ def _seeds(seeds: Sequence[Any]) -> str:
 
 def pretraining_line(strategy: str, reports: dict[int, dict[str, Any]], params: Params) -> str:
     """One method's pretraining compute and plateau checks over seeds: steps, images seen
-    (pairs of views for SimCLR) and which seeds ended still falling, with the command that
-    gives a longer budget."""
-    first = next(iter(reports.values()))
+    (pairs of views for SimCLR), whether the budget grew until the loss was flat
+    (``<method>.until_plateau``) and which seeds ended still falling, with the command
+    that gives a longer budget."""
+    p = getattr(params, strategy)
     unit = "pairs of views" if strategy == "simclr" else "images"
-    line = (f"{first['steps']:,} steps, {first['images_seen']:,} {unit} a seed; "
-            f"{TRAINED_INITS[strategy]} ")  # fmt: skip
+    steps = sorted({r["steps"] for r in reports.values()})
+    seen = sorted({r["images_seen"] for r in reports.values()})
+    line = (f"{_span(steps)} steps, {_span(seen)} {unit} a seed"
+            + (f" (grown until flat, at most {p.max_steps:,}; {strategy}.until_plateau)"
+               if p.until_plateau else "")
+            + f"; {TRAINED_INITS[strategy]} ")  # fmt: skip
     open_seeds = [s for s, r in reports.items() if not r["plateau"]["reached"]]
     monitor = knn_monitor_clause(reports, params.compare.margin)
-    longer = f"`dvc exp run -S {strategy}.epochs={getattr(params, strategy).epochs * 4}`"
+    if p.until_plateau:
+        longer = f"`dvc exp run -S {strategy}.max_steps={p.max_steps * 2}`"
+    else:
+        longer = f"`dvc exp run -S {strategy}.until_plateau=true` (it grows until flat)"
     if not open_seeds:
         line += f"at a plateau at every seed ({_seeds(reports)})"
-        return line + (f"; but {monitor}: a longer budget is {longer}" if monitor else "")
+        # The loss is flat, so growing on it would stop at once; the monitor reads labels,
+        # so it sets no budget: a fixed, longer one is the command.
+        fixed = f"`dvc exp run -S {strategy}.epochs={p.epochs * 4}`"
+        return line + (f"; but {monitor}: a longer budget is {fixed}" if monitor else "")
     worst = max((reports[s]["plateau"] for s in open_seeds), key=lambda p: abs(p["change"]))
     return line + (
         f"NOT at a plateau at seed(s) {_seeds(open_seeds)} (over the last third it still "
         f"changed by up to {worst['change']:+.3g}, against noise {worst['noise']:.3g})"
         + (f"; {monitor}" if monitor else "")
-        + f": a short default; a longer budget is {longer}"
+        + f": {'max_steps reached' if p.until_plateau else 'a short default'}; a longer "
+        f"budget is {longer}"
     )
+
+
+def _span(values: Sequence[int]) -> str:
+    """``[550] -> "550"``, ``[1050, 1350] -> "1,050 to 1,350"``."""
+    return f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,} to {values[-1]:,}"
 
 
 def budget_clause(f: FinetuneParams, steps: dict[float, int], budget: dict[str, Any] | None) -> str:

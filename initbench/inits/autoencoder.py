@@ -21,7 +21,7 @@ from initbench.models.cnn import Encoder
 from initbench.models.sizes import LEAKY_SLOPE
 from initbench.training import distributed
 from initbench.training.loop import EVAL_BATCH_SIZE, Round, batches, optimize, step_budget
-from initbench.training.plateau import Plateau, plateau_check
+from initbench.training.plateau import Plateau, grown_budget, plateau_check
 
 #: Val images in the stage's reconstruction picture.
 RECONSTRUCTIONS_SHOWN = 16
@@ -138,9 +138,12 @@ def train_autoencoder(
     device: torch.device,
     log: Callable[[str], None] = tqdm.write,
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
+    max_steps: int | None = None,
 ) -> AutoencoderResult:
     """Adam on per-pixel MSE between the decoder's output and the 0..1 input, for
     :func:`initbench.training.loop.step_budget` steps; val MSE once a round. Labels are unused.
+    With ``max_steps`` above that floor the budget grows until the train MSE is at a
+    plateau (:func:`initbench.training.plateau.plateau_stop`), at most ``max_steps``.
 
     In a process group (:mod:`initbench.training.distributed`) the model trains as
     ``DistributedDataParallel`` on shards of each global batch of ``batch_size`` images, and
@@ -148,7 +151,7 @@ def train_autoencoder(
     the history so far after each round, so a stage can write it as training goes."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    steps = step_budget(len(train), batch_size, epochs, min_steps)
+    steps, stop = grown_budget(step_budget(len(train), batch_size, epochs, min_steps), max_steps)
     history: list[dict[str, float]] = []
     net = distributed.data_parallel(model, device, seed)  # ``model`` in a single process
 
@@ -169,12 +172,13 @@ def train_autoencoder(
 
     model.train()
     losses = optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=generator,
-             loss_fn=loss_fn, on_round=on_round, desc="autoencoder", device=device)  # fmt: skip
+             loss_fn=loss_fn, on_round=on_round, desc="autoencoder", device=device,
+             stop=stop)  # fmt: skip
     return AutoencoderResult(
         history=history,
         train_loss=reconstruction_loss(model, normalize, train, device),
         val_loss=history[-1]["val_loss"],
-        steps=steps,
-        images_seen=steps * min(batch_size, len(train)),
+        steps=len(losses),
+        images_seen=len(losses) * min(batch_size, len(train)),
         plateau=plateau_check(losses),
     )

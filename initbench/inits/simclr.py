@@ -23,7 +23,7 @@ from initbench.inits.losses import gathered_nt_xent
 from initbench.models.cnn import Encoder, feature_side, seeded_encoder
 from initbench.training import distributed
 from initbench.training.loop import Round, optimize, step_budget
-from initbench.training.plateau import Plateau, plateau_check
+from initbench.training.plateau import Plateau, grown_budget, plateau_check
 from initbench.training.probes import encode, knn_accuracy, recalibrate_batchnorm
 
 #: The kNN probe runs before training and at most this many times during it: halfway and
@@ -149,11 +149,14 @@ def train_simclr(
     augment: AugmentConfig | None = None,
     log: Callable[[str], None] = tqdm.write,
     on_history: Callable[[list[dict[str, float]]], None] | None = None,
+    max_steps: int | None = None,
 ) -> SimclrResult:
     """Adam on NT-Xent over two seeded random views per image, for
     :func:`initbench.training.loop.step_budget` steps. Train labels are used only by the kNN probe
     that monitors the frozen encoder before training and at up to :data:`KNN_PROBES`
-    rounds (always the last).
+    rounds (always the last). With ``max_steps`` above that floor the budget grows until
+    NT-Xent is at a plateau (:func:`initbench.training.plateau.plateau_stop`), at most
+    ``max_steps``; the kNN probes, which change no weight, stay a monitor.
 
     In a process group (:mod:`initbench.training.distributed`) the model trains as
     ``DistributedDataParallel`` on shards of each global batch of ``batch_size`` images, with
@@ -167,7 +170,7 @@ def train_simclr(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order_generator = torch.Generator().manual_seed(seed)
     view_generator = torch.Generator().manual_seed(distributed.rank_seed(seed + 1))
-    steps = step_budget(len(train), batch_size, epochs, min_steps)
+    steps, stop = grown_budget(step_budget(len(train), batch_size, epochs, min_steps), max_steps)
     random_knn = probe_knn(model.encoder, normalize, train, val, device)
     log(f"step     0/{steps}  knn_val_acc {random_knn:.4f} (initial encoder)")
     history: list[dict[str, float]] = []
@@ -205,14 +208,14 @@ def train_simclr(
         net = distributed.data_parallel(_TwoViews(model), device, seed)  # plain in 1 process
         model.train()
         losses = optimize(optimizer, train, batch_size=batch_size, steps=steps, generator=order_generator,
-                 loss_fn=loss_fn, on_round=on_round, desc="simclr", device=device)  # fmt: skip
+                 loss_fn=loss_fn, on_round=on_round, desc="simclr", device=device, stop=stop)  # fmt: skip
     return SimclrResult(
         history=history,
         loss=history[-1]["loss"],
         knn_accuracy=history[-1]["knn_accuracy"],
         random_init_knn_accuracy=random_knn,
         pairs_per_s=float(np.mean(rates)),
-        steps=steps,
-        images_seen=steps * min(batch_size, len(train)),
+        steps=len(losses),
+        images_seen=len(losses) * min(batch_size, len(train)),
         plateau=plateau_check(losses),
     )

@@ -162,8 +162,9 @@ def optimize(
     """Run ``steps`` optimizer steps over seeded reshuffled passes of ``split``; return
     each step's loss (of the global batch), for :func:`initbench.training.plateau.plateau_check`.
 
-    ``stop`` (if given) is asked after every step with the losses so far; when it answers
-    true, training ends there, with a last (shorter) round. The steps it ran are exactly
+    ``stop`` (if given) is asked after every step but the budget's last with the losses so
+    far (the list this returns, which keeps growing); when it answers true, training ends
+    there, with a last (shorter) round. The steps it ran are exactly
     the first steps of the full budget: the data order, augmentation and dropout draws do
     not depend on ``steps``.
 

@@ -10,8 +10,9 @@ a longer budget would likely change the result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,3 +65,48 @@ def plateau_check(values: Sequence[float], window: float = WINDOW) -> Plateau:
     change = float(slope * (len(y) - 1))
     rounding = 1e-9 * float(np.abs(y).max())  # a flat curve's fit is exact to rounding only
     return Plateau(bool(abs(change) <= noise + rounding), change, noise, len(y))
+
+
+def check_spacing(floor: int) -> int:
+    """Steps between two plateau checks of a growing budget: half its floor, at least 1."""
+    return max(1, floor // 2)
+
+
+def plateau_checks(losses: Sequence[float], floor: int, every: int) -> list[dict[str, Any]]:
+    """The plateau check of ``losses`` (per-step values, ``(steps,)``) cut at ``floor`` and
+    every ``every`` steps after it, as ``{"step", "reached", "change", "noise", "points"}``
+    rows."""
+    return [{"step": s} | plateau_check(losses[:s]).record()
+            for s in range(floor, len(losses) + 1, every)]  # fmt: skip
+
+
+def plateau_stop(floor: int, every: int) -> Callable[[list[float]], bool]:
+    """A budget that grows until its curve is flat: a ``stop`` for
+    :func:`initbench.training.loop.optimize` that is true at the first check step
+    (``floor + k * every``, ``k >= 1``) whose check and the one before both pass. One
+    passing check alone can be a fluke of the noise (a 1% fine-tune of the embedded data
+    passed at step 750 and failed from 1,000 to 1,750), so two in a row are asked for.
+
+    With a constant learning rate, and draws (data order, augmentation, dropout) that do
+    not depend on the budget, the run it stops at step ``s`` is exactly the first ``s``
+    steps of a longer run: growing a budget costs one run, not one a candidate budget.
+    """
+
+    def stop(losses: list[float]) -> bool:
+        steps = len(losses)
+        if steps < floor + every or (steps - floor) % every:
+            return False
+        return bool(plateau_check(losses).reached and plateau_check(losses[:-every]).reached)
+
+    return stop
+
+
+def grown_budget(
+    floor: int, max_steps: int | None
+) -> tuple[int, Callable[[list[float]], bool] | None]:
+    """``(steps, stop)`` for :func:`initbench.training.loop.optimize`: ``(floor, None)``
+    without ``max_steps`` or when it is not above the floor, else ``max_steps`` and the
+    :func:`plateau_stop` that ends the run once its curve is flat."""
+    if max_steps is None or max_steps <= floor:
+        return floor, None
+    return max_steps, plateau_stop(floor, check_spacing(floor))
