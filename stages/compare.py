@@ -5,7 +5,7 @@ import itertools
 import json
 from pathlib import Path
 
-from initbench.comparison.budget import read_budget_file
+from initbench.comparison.budget import read_searches
 from initbench.comparison.report import (
     cell_metrics,
     chart_rows,
@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--runs", required=True, help="folder of compare_run results (JSON)")
     parser.add_argument("--pretraining", required=True,
                         help="folder of the init checkpoints and their reports")  # fmt: skip
-    parser.add_argument("--budget", help="the fine-tune budgets (finetune_budget's JSON)")
+    parser.add_argument("--budget-search",
+                        help="folder of the finetune_budget stages' search records")  # fmt: skip
     parser.add_argument("--metrics", required=True, help="folder: one metrics file a cell (JSON)")
     parser.add_argument("--summary", required=True, help="every cell's statistics (JSON)")
     parser.add_argument("--report", required=True, help="markdown report")
@@ -57,7 +58,8 @@ def main() -> None:
         raise InitbenchError(f"{args.runs}: {exc}") from None
     trained = [i for i in c.inits if i in TRAINED_INITS]
     pretraining = pretraining_reports(args.pretraining, trained, c.seeds)
-    budget = read_budget_file(args.budget, c.label_fractions) if args.budget else None
+    searches = (read_searches(args.budget_search, itertools.product(c.seeds, c.finetune_seeds),
+                              c.label_fractions) if args.budget_search else None)  # fmt: skip
     majority = majority_class(train, test)
     majority["name"] = data.classes[majority["label"]]
     for name, cell in cell_metrics(summary, c.label_fractions).items():
@@ -65,7 +67,7 @@ def main() -> None:
     write_json(args.summary, summary | {"labelled_subsets": subsets, "majority_class": majority})
     write_text(args.report, report_markdown(summary, c.label_fractions, subsets, majority,
                                             settings(params, data, rows, pretraining,
-                                                     budget)))  # fmt: skip
+                                                     searches)))  # fmt: skip
     chart_data = {"accuracy": chart_rows(summary, c.label_fractions),
                   "curves": curve_rows([r for r in rows if r["protocol"] == "finetune"])}  # fmt: skip
     for name, (data_path, template_path, png_path) in charts.items():

@@ -1,9 +1,10 @@
 """Stage finetune_budget: the comparison's fine-tune budget at each label fraction.
 
-Random init (the reference) at the comparison's first seed and fine-tune seed is
-fine-tuned at each of ``compare.label_fractions`` until its train loss is at a plateau
-(:mod:`initbench.comparison.budget`), at most ``finetune.max_steps``; every init's
-fine-tunes then run that many steps. With ``finetune.until_plateau: false`` nothing
+Random init (the reference) at one seed and fine-tune seed is fine-tuned at each of
+``compare.label_fractions`` until its train loss is at a plateau
+(:mod:`initbench.comparison.budget_search`), at most ``finetune.max_steps``; every init's
+fine-tunes at that seed and fine-tune seed then run that many steps, so no budget reads
+labels beyond its runs' own labelled subset. With ``finetune.until_plateau: false`` nothing
 trains and each budget is ``max(finetune.epochs passes, finetune.min_steps)``. It runs
 in one process (``nproc_per_node`` does not apply).
 """
@@ -29,7 +30,10 @@ def main() -> None:
     parser.add_argument("--init", required=True, help=f"the {REFERENCE} init checkpoint")
     parser.add_argument("--seed", required=True, type=int, help="its seed")
     parser.add_argument("--finetune-seed", type=int, default=0, help="fine-tune seed (>= 0)")
-    parser.add_argument("--out", required=True, help="the budgets (JSON)")
+    parser.add_argument("--out", required=True,
+                        help="the budgets, {label_fraction, steps} a fraction (JSON)")  # fmt: skip
+    parser.add_argument("--search", required=True,
+                        help="how each was found: floor, cap, plateau checks (JSON)")  # fmt: skip
     params = load_params()
     args = parser.parse_args()
     if args.finetune_seed < 0:
@@ -49,11 +53,14 @@ def main() -> None:
     for fraction in fractions:
         budgets.append(find_budget(data, args.init, params, fraction, seed, device))
         print(f"finetune_budget: {budget_line(budgets[-1])}", flush=True)
-    write_json(args.out, {"reference": REFERENCE, "seed": args.seed,
-                          "finetune_seed": args.finetune_seed, "budgets": budgets,
-                          "run_info": run_info(device)})  # fmt: skip
+    run = {"reference": REFERENCE, "seed": args.seed, "finetune_seed": args.finetune_seed}
+    # The runs depend on the steps alone: a new cap or floor that moves no budget leaves
+    # this file, and so every comparison run, as it was.
+    write_json(args.out, run | {"budgets": [{"label_fraction": b["label_fraction"],
+                                             "steps": b["steps"]} for b in budgets]})  # fmt: skip
+    write_json(args.search, run | {"budgets": budgets, "run_info": run_info(device)})
     print(f"finetune_budget: {REFERENCE} seed {run_label(args.seed, args.finetune_seed)} -> "
-          f"{args.out}")  # fmt: skip
+          f"{args.out}, {args.search}")  # fmt: skip
 
 
 if __name__ == "__main__":

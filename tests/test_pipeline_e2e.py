@@ -190,11 +190,13 @@ def test_each_stage_records_its_wall_time_on_a_page_outside_git_and_dvc(project)
     for row in ("| kmeans (patches + kmeans) |", "| autoencoder (autoencoder) |", "| kmeans |",
                 "| finetune_budget |", "| compare |"):  # fmt: skip
         assert row in page, row
-    budget = json.loads((project / "artifacts/compare/budget.json").read_text())
+    budget = json.loads((project / "artifacts/compare/budgets/seed1-ft0.json").read_text())
     rows = json.loads((project / "artifacts/compare/runs/kmeans/seed1-ft0.json").read_text())
     assert [b["steps"] for b in budget["budgets"]] == [r["steps"] for r in rows
                                                        if r["protocol"] == "finetune"]  # fmt: skip
     assert 4 < budget["budgets"][0]["steps"] <= 12  # grown from the floor, up to max_steps
+    search = json.loads((project / "artifacts/compare/budget_search/seed1-ft0.json").read_text())
+    assert search["budgets"][0]["floor"] == 4 and search["budgets"][0]["checks"]
     run(project, "git", "check-ignore", "-q", "reports/timing.md")  # fails unless ignored
     assert "timing" not in (project / "dvc.lock").read_text()
 
@@ -362,6 +364,18 @@ def test_an_edit_in_one_room_changes_only_the_stages_that_import_it(project, edi
         reset(project)
     assert changed, "the edit changed no stage"
     assert all(name.startswith(allowed) for name in changed), sorted(changed)
+
+
+def test_a_budget_param_that_moves_no_budget_re_runs_no_comparison_run(project):
+    """finetune.epochs=2 keeps the floor at min_steps on the tiny subsets: the budget
+    searches run again, find the same steps, and no variant re-runs."""
+    try:
+        _set_params(project, finetune__epochs=2)
+        ran = stages_run(run(project, "dvc", "repro"))
+        assert {"finetune_budget@0-0", "finetune_budget@1-0"} <= ran, ran
+        assert not any(stage.startswith("compare_run@") for stage in ran), ran
+    finally:
+        reset(project)
 
 
 def test_an_edit_to_the_wall_time_page_s_code_re_runs_no_stage(project):

@@ -428,9 +428,11 @@ def test_pretraining_line_of_a_grown_budget_gives_each_seed_s_steps_and_its_cap(
     reports = {0: flat | {"steps": 1050, "images_seen": 134400},
                1: flat | {"steps": 1350, "images_seen": 172800}}  # fmt: skip
     line = pretraining_line("autoencoder", reports, params)
-    assert line == ("1,050 to 1,350 steps, 134,400 to 172,800 images a seed (grown until flat, "
-                    "at most 9,000; autoencoder.until_plateau); train MSE at a plateau at "
-                    "every seed (0, 1)")  # fmt: skip
+    assert line == ("seed 0: 1,050 steps, 134,400 images; seed 1: 1,350 steps, 172,800 images "
+                    "(grown until flat, at most 9,000; autoencoder.until_plateau); train MSE at "
+                    "a plateau at every seed (0, 1)")  # fmt: skip
+    floor_above_cap = {0: reports[0] | {"steps": 9500}}  # growth off: the floor stands
+    assert "grown" not in pretraining_line("autoencoder", floor_above_cap, params)
     capped = reports | {1: reports[1] | {"steps": 9000, "plateau": {
         "reached": False, "change": -0.002, "noise": 0.001, "points": 3000}}}  # fmt: skip
     assert pretraining_line("autoencoder", capped, params).endswith(

@@ -54,6 +54,8 @@ def test_the_page_sums_a_method_s_stages_per_seed_and_drops_seeds_no_longer_run(
         _record("simclr@0", 10.0),
         _record("compare_run@random-0-0", 40.0), _record("compare_run@simclr-1-0", 45.5),
         _record("compare_run@simclr-7-0", 99.0),
+        _record("pictures@7", 99.0), _record("finetune_budget@0-3", 99.0),
+        _record("finetune_budget@1-0", 6.0),
         _record("ingest", 20.0, "2026-01-01T00:00:00Z"),
         _record("compare", 5.0, "2026-01-01T01:00:00Z"),
     ]}  # fmt: skip
@@ -74,9 +76,10 @@ def test_the_page_sums_a_method_s_stages_per_seed_and_drops_seeds_no_longer_run(
     assert _row(page, "| random |") == "| random | 40.0 |  | 40.0 |"
     assert _row(page, "| simclr |") == "| simclr |  | 45.5 | 45.5 |"
     assert "99.0" not in page and "| autoencoder |" not in page  # no runs, no row
+    assert "| finetune_budget@1-0 | 6.0 |" in page
     stages = [line.split(" | ")[0] for line in page.splitlines() if line.startswith("| ")]
     assert stages.index("| ingest") < stages.index("| compare")  # in the order they finished
-    assert "**All stages shown: 194 s (3.2 min)**" in page
+    assert "**All stages shown: 200 s (3.3 min)**" in page
     assert "between 2026-01-01T00:00:00Z and 2026-01-01T01:00:00Z" in page
 
 

@@ -1,18 +1,20 @@
 """Fine-tune budgets that grow until the train loss is at a plateau, the same for every init.
 
-For each label fraction the reference init (``random``, at the comparison's first seed and
-fine-tune seed) is fine-tuned from its step floor, ``max(finetune.epochs passes,
+For each seed, fine-tune seed and label fraction the reference init (``random``) is
+fine-tuned on that run's own labelled subset from its step floor, ``max(finetune.epochs passes,
 finetune.min_steps)``, and the plateau check of its per-step train loss
 (:func:`initbench.training.plateau.plateau_check`) is taken at the floor and every
 half-floor steps after it. The budget is the first step at which two checks in a row pass
 (:func:`initbench.training.plateau.plateau_stop`). Growth stops at
-``finetune.max_steps``; a floor above it stands. Every init is then fine-tuned for that
-budget, so budgets are identical across inits and stay paired, and each run's own
-plateau check in the report flags an init, seed or fraction still not flat at it.
+``finetune.max_steps``; a floor above it stands. Every init of that seed and fine-tune
+seed is then fine-tuned for that budget, so budgets are identical across inits and stay
+paired, and each run's own plateau check in the report flags an init still not flat at
+it (the reference's own run is at a plateau by construction).
 
 A run stopped at step ``s`` is exactly the first ``s`` steps of a longer one, so finding
-the budget costs one run of the reference init a fraction. The checks read the train
-loss only: no labels beyond the run's own labelled subset choose the budget.
+the budget costs one run of the reference init a fraction and seed. The checks read the
+train loss only, on the labelled subset the seed's runs train on: no other label chooses
+the budget.
 """
 
 from __future__ import annotations

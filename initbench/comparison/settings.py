@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from initbench.comparison import stats
-from initbench.comparison.budget import budget_line
 from initbench.comparison.grid import run_label
 from initbench.data.dataset import ArrayData
 from initbench.params import FinetuneParams, Params
@@ -28,15 +27,19 @@ def pretraining_line(strategy: str, reports: dict[int, dict[str, Any]], params: 
     that gives a longer budget."""
     p = getattr(params, strategy)
     unit = "pairs of views" if strategy == "simclr" else "images"
-    steps = sorted({r["steps"] for r in reports.values()})
-    seen = sorted({r["images_seen"] for r in reports.values()})
-    line = (f"{_span(steps)} steps, {_span(seen)} {unit} a seed"
-            + (f" (grown until flat, at most {p.max_steps:,}; {strategy}.until_plateau)"
-               if p.until_plateau else "")
-            + f"; {TRAINED_INITS[strategy]} ")  # fmt: skip
+    # grown_budget grows only a cap above the floor: a run at or under its cap grew
+    grown = p.until_plateau and max(r["steps"] for r in reports.values()) <= p.max_steps
+    if len({(r["steps"], r["images_seen"]) for r in reports.values()}) == 1:
+        first = next(iter(reports.values()))
+        compute = f"{first['steps']:,} steps, {first['images_seen']:,} {unit} a seed"
+    else:
+        compute = "; ".join(f"seed {s}: {r['steps']:,} steps, {r['images_seen']:,} {unit}"
+                            for s, r in reports.items())  # fmt: skip
+    line = (compute + (f" (grown until flat, at most {p.max_steps:,}; {strategy}.until_plateau)"
+                       if grown else "") + f"; {TRAINED_INITS[strategy]} ")  # fmt: skip
     open_seeds = [s for s, r in reports.items() if not r["plateau"]["reached"]]
     monitor = knn_monitor_clause(reports, params.compare.margin)
-    if p.until_plateau:
+    if grown:
         longer = f"`dvc exp run -S {strategy}.max_steps={p.max_steps * 2}`"
     else:
         longer = f"`dvc exp run -S {strategy}.until_plateau=true` (it grows until flat)"
@@ -51,32 +54,37 @@ def pretraining_line(strategy: str, reports: dict[int, dict[str, Any]], params: 
         f"NOT at a plateau at seed(s) {_seeds(open_seeds)} (over the last third it still "
         f"changed by up to {worst['change']:+.3g}, against noise {worst['noise']:.3g})"
         + (f"; {monitor}" if monitor else "")
-        + f": {'max_steps reached' if p.until_plateau else 'a short default'}; a longer "
+        + f": {'max_steps reached' if grown else 'a short default'}; a longer "
         f"budget is {longer}"
     )
 
 
-def _span(values: Sequence[int]) -> str:
-    """``[550] -> "550"``, ``[1050, 1350] -> "1,050 to 1,350"``."""
-    return f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,} to {values[-1]:,}"
-
-
-def budget_clause(f: FinetuneParams, steps: dict[float, int], budget: dict[str, Any] | None) -> str:
-    """How the fine-tune budgets were set and what they are, per label fraction: grown
-    until the reference's train loss was at a plateau (``budget``, from the
-    ``finetune_budget`` stage), else ``max(epochs, min_steps)`` (``steps``: the rows')."""
+def budget_clause(
+    f: FinetuneParams, steps: dict[float, int], searches: Sequence[dict[str, Any]] | None
+) -> str:
+    """How the fine-tune budgets were set and what they are, per label fraction and seed:
+    grown until the seed's random-init train loss was at a plateau (``searches``, the
+    ``finetune_budget`` stages' records, :func:`initbench.comparison.budget.read_searches`),
+    else ``max(epochs, min_steps)`` (``steps``: the rows')."""
     floor = f"max({f.epochs} epochs, {f.min_steps} steps)"
-    records = (budget or {}).get("budgets") or {}
-    if not any(r["reached"] is not None for r in records.values()):
+    runs = [
+        (c["seed"], c["finetune_seed"], r) for c in searches or [] for r in c["budgets"].values()
+    ]
+    if not any(r["reached"] is not None for *_, r in runs):
         return f"{floor}: " + ", ".join(
             f"{steps[x]:,} steps at {x * 100:g}%" for x in sorted(steps)
         )
+    per_fraction = []
+    for x in sorted({r["label_fraction"] for *_, r in runs}):
+        cells = [f"{r['steps']:,} (seed {run_label(s, ft)}"
+                 + ("" if r["reached"] is not False else ", max_steps: NOT at a plateau") + ")"
+                 for s, ft, r in runs if r["label_fraction"] == x]  # fmt: skip
+        per_fraction.append(f"{x * 100:g}%: " + ", ".join(cells) + " steps")
     return (
-        f"budgets grown from {floor} until {budget['reference']} init's train loss (seed "
-        f"{run_label(budget['seed'], budget['finetune_seed'])}) passed the plateau check at "
-        f"two checks in a row, at most {f.max_steps:,} steps (finetune.until_plateau, "
-        "finetune.max_steps), then the same for every init: "
-        + ", ".join(budget_line(records[x]) for x in sorted(records))
+        f"budgets grown from {floor}, at each seed, until random init's train loss on that "
+        "seed's labelled subset passed the plateau check at two checks in a row, at most "
+        f"{f.max_steps:,} steps (finetune.until_plateau, finetune.max_steps), then the same "
+        "for every init of the seed: " + "; ".join(per_fraction)
     )
 
 
@@ -106,7 +114,7 @@ def settings(
     data: ArrayData,
     rows: Sequence[dict[str, Any]],
     pretraining: dict[str, dict[int, dict[str, Any]]],
-    budget: dict[str, Any] | None = None,
+    searches: Sequence[dict[str, Any]] | None = None,
 ) -> list[tuple[str, str]]:
     """``(name, value)`` lines for the report.
 
@@ -114,8 +122,8 @@ def settings(
         rows: the runs (fine-tune step counts per label fraction, probe C).
         pretraining: ``{strategy: {seed: report}}`` of the methods in
             :data:`TRAINED_INITS` that the comparison includes.
-        budget: the fine-tune budgets
-            (:func:`initbench.comparison.budget.read_budget_file`), when they were set.
+        searches: the fine-tune budgets' search records
+            (:func:`initbench.comparison.budget.read_searches`), when they were set.
     """
     c, f, a, s, lp = (params.compare, params.finetune, params.autoencoder, params.simclr,
                       params.linear_probe)  # fmt: skip
@@ -139,7 +147,7 @@ def settings(
                        f"{c.correction} (compare.correction), family-wise confidence "
                        f"{stats.CONFIDENCE:.0%}, power {stats.POWER:.0%} for planning; "
                        "labelled-subset hashes per seed in reports/compare.json"),
-        ("fine-tune", f"Adam lr {f.lr}, batch {f.batch_size}, " + budget_clause(f, steps, budget)
+        ("fine-tune", f"Adam lr {f.lr}, batch {f.batch_size}, " + budget_clause(f, steps, searches)
                       + ("; random crop and flip of every batch (finetune.augment)" if f.augment
                          else "; no augmentation (finetune.augment: false)")
                       + "; final weights tested (no selection on val)"),

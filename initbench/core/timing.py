@@ -109,6 +109,16 @@ def _seen_per_second(root: Path, method: str, seconds: dict[int, float]) -> str:
     return f"{images / total:,.0f} {unit}" if total > 0 else ""
 
 
+def _current(stage: str, seeds: Sequence[int], finetune_seeds: Sequence[int]) -> bool:
+    """Whether ``stage`` (``name``, ``name@S`` or ``name@S-F``, seed and fine-tune seed)
+    is one params.yaml still runs: an item of numbers names a seed and a fine-tune seed."""
+    _, _, item = stage.partition("@")
+    parts = item.split("-")
+    if not item or not all(part.isdigit() for part in parts):
+        return True
+    return int(parts[0]) in seeds and (len(parts) < 2 or int(parts[1]) in finetune_seeds)
+
+
 def timing_page(
     records: Mapping[str, Mapping[str, Any]],
     seeds: Sequence[int],
@@ -118,7 +128,8 @@ def timing_page(
 ) -> str:
     """``reports/timing.md``'s text: tables of wall time (seconds) per pretraining method
     and seed, per comparison run (init x seed x fine-tune seed), and of every other stage.
-    Records of seeds or inits that params.yaml no longer names are left out.
+    Records of seeds, fine-tune seeds or inits that params.yaml no longer names are left
+    out (``name@S`` and ``name@S-F`` stages of another seed too).
 
     Args:
         records: :func:`read_records`' result, stage name to record.
@@ -172,7 +183,8 @@ def timing_page(
                   "Each is one checkpoint's fine-tunes at every label fraction, then its "
                   "linear probes (stage `compare_run`).", "", *table, ""]  # fmt: skip
     base = set(PRETRAINING) | {"compare_run"}
-    others = {n: r for n, r in records.items() if n.split("@")[0] not in base}
+    others = {n: r for n, r in records.items()
+              if n.split("@")[0] not in base and _current(n, seeds, finetune_seeds)}  # fmt: skip
     if others:
         lines += ["## Other stages (s)", "", "| stage | wall time, s | finished (UTC) |",
                   "|---|---|---|"]  # fmt: skip
