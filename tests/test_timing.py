@@ -100,6 +100,17 @@ def test_a_broken_record_or_params_file_is_left_out_not_raised(tmp_path):
     assert "| ingest | 2.0 |" in page and list(read_records(tmp_path)) == ["ingest"]
 
 
+def test_a_stage_dvc_yaml_no_longer_names_is_left_out(tmp_path):
+    folder = tmp_path / "artifacts" / "timing"
+    folder.mkdir(parents=True)
+    for name in ("ingest", "old_stage", "compare_run@random-0-0"):
+        (folder / f"{name}.json").write_text(json.dumps(_record(name, 2.0)))
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  ingest: {cmd: x}\n  compare_run: {cmd: y}\n")
+    page = render_timing(tmp_path).read_text()
+    assert "| ingest |" in page and "| random | 2.0 |" in page and "old_stage" not in page
+
+
 @pytest.mark.parametrize(("code", "recorded"), [(0, True), (None, True), (1, False)])
 def test_a_stage_that_exits_through_torchrun_is_recorded_only_on_success(
     tmp_path, monkeypatch, code, recorded

@@ -203,19 +203,26 @@ def timing_page(
 
 
 def render_timing(root: str | os.PathLike[str]) -> Path:
-    """Write ``root``'s ``reports/timing.md`` (atomically) from its records and its
-    params.yaml's ``compare`` lists; return the page's path.
+    """Write ``root``'s ``reports/timing.md`` (atomically) from its records of the stages
+    its dvc.yaml names and its params.yaml's ``compare`` lists; return the page's path.
 
     Raises:
         OSError: the page cannot be written.
     """
     root = Path(root)
+    try:  # the stages dvc.yaml names now: a removed or renamed stage's record is left out
+        known = set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        known = None
     try:
         compare = read_yaml((root / "params.yaml").read_text()).get("compare") or {}
         seeds, inits = list(compare.get("seeds") or []), list(compare.get("inits") or [])
         finetune_seeds = list(compare.get("finetune_seeds") or [0])
     except (OSError, AttributeError, TypeError, yaml.YAMLError):  # the stage checked params
         seeds, inits, finetune_seeds = [], [], [0]
-    page = timing_page(read_records(root), seeds, inits, finetune_seeds, root)
+    records = read_records(root)
+    if known is not None:
+        records = {n: r for n, r in records.items() if n.partition("@")[0] in known}
+    page = timing_page(records, seeds, inits, finetune_seeds, root)
     write_text(root / PAGE, page)
     return root / PAGE
