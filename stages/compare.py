@@ -58,8 +58,9 @@ def main() -> None:
         raise InitbenchError(f"{args.runs}: {exc}") from None
     trained = [i for i in c.inits if i in TRAINED_INITS]
     pretraining = pretraining_reports(args.pretraining, trained, c.seeds)
-    searches = (read_searches(args.budget_search, itertools.product(c.seeds, c.finetune_seeds),
-                              c.label_fractions) if args.budget_search else None)  # fmt: skip
+    runs = list(itertools.product(c.seeds, c.finetune_seeds))
+    searches = (read_searches(args.budget_search, runs, c.label_fractions)
+                if args.budget_search else None)  # fmt: skip
     majority = majority_class(train, test)
     majority["name"] = data.classes[majority["label"]]
     for name, cell in cell_metrics(summary, c.label_fractions).items():

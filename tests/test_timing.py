@@ -103,12 +103,16 @@ def test_a_broken_record_or_params_file_is_left_out_not_raised(tmp_path):
 def test_a_stage_dvc_yaml_no_longer_names_is_left_out(tmp_path):
     folder = tmp_path / "artifacts" / "timing"
     folder.mkdir(parents=True)
-    for name in ("ingest", "old_stage", "compare_run@random-0-0"):
+    for name in ("ingest", "old_stage", "compare_run@random-0-0", "compare_run", "ingest@0"):
         (folder / f"{name}.json").write_text(json.dumps(_record(name, 2.0)))
     (tmp_path / "params.yaml").write_text(PARAMS)
-    (tmp_path / "dvc.yaml").write_text("stages:\n  ingest: {cmd: x}\n  compare_run: {cmd: y}\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  ingest: {cmd: x}\n  compare_run: {matrix: {s: [0]}, cmd: y}\n"
+    )
     page = render_timing(tmp_path).read_text()
-    assert "| ingest |" in page and "| random | 2.0 |" in page and "old_stage" not in page
+    assert "| ingest |" in page and "| random | 2.0 |" in page
+    # a stage now gone, a plain stage turned into a matrix, and the reverse
+    assert "old_stage" not in page and "| compare_run |" not in page and "ingest@0" not in page
 
 
 @pytest.mark.parametrize(("code", "recorded"), [(0, True), (None, True), (1, False)])

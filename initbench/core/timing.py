@@ -211,8 +211,10 @@ def render_timing(root: str | os.PathLike[str]) -> Path:
     """
     root = Path(root)
     try:  # the stages dvc.yaml names now: a removed or renamed stage's record is left out
-        known = set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+        templated = {name for name, body in stages.items() if {"foreach", "matrix"} & set(body)}
+        known = {name: name in templated for name in stages}
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         known = None
     try:
         compare = read_yaml((root / "params.yaml").read_text()).get("compare") or {}
@@ -221,8 +223,9 @@ def render_timing(root: str | os.PathLike[str]) -> Path:
     except (OSError, AttributeError, TypeError, yaml.YAMLError):  # the stage checked params
         seeds, inits, finetune_seeds = [], [], [0]
     records = read_records(root)
-    if known is not None:
-        records = {n: r for n, r in records.items() if n.partition("@")[0] in known}
+    if known is not None:  # ``name@item`` for a foreach or matrix stage, ``name`` else
+        records = {n: r for n, r in records.items()
+                   if known.get(n.partition("@")[0]) == bool(n.partition("@")[2])}  # fmt: skip
     page = timing_page(records, seeds, inits, finetune_seeds, root)
     write_text(root / PAGE, page)
     return root / PAGE
