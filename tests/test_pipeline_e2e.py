@@ -188,7 +188,7 @@ def test_a_repro_log_has_no_progress_bar_refreshes_and_each_stage_its_time(proje
 def test_each_stage_records_its_wall_time_on_a_page_outside_git_and_dvc(project):
     page = (project / "reports" / "timing.md").read_text()
     for row in ("| kmeans (patches + kmeans) |", "| autoencoder (autoencoder) |", "| kmeans |",
-                "| finetune_budget |", "| compare |"):  # fmt: skip
+                "| finetune_budget@1-0 |", "| compare |"):  # fmt: skip
         assert row in page, row
     budget = json.loads((project / "artifacts/compare/budgets/seed1-ft0.json").read_text())
     rows = json.loads((project / "artifacts/compare/runs/kmeans/seed1-ft0.json").read_text())
@@ -308,7 +308,7 @@ def test_adding_a_seed_runs_only_the_new_variants(project):
         _set_params(project, compare__seeds=[0, 1, 2])
         new = {f"{stage}@2" for stage in ("init_random", "patches", "kmeans", "autoencoder",
                                           "pictures", "simclr")}  # fmt: skip
-        new |= {f"compare_run@{init}-2-0" for init in COMPARE_INITS}
+        new |= {f"compare_run@{init}-2-0" for init in COMPARE_INITS} | {"finetune_budget@2-0"}
         assert would_run(project) == new | {"compare"}
     finally:
         reset(project)
@@ -322,6 +322,7 @@ def test_adding_a_finetune_seed_runs_only_its_fine_tunes_and_probes(project):
             _set_params(project, compare__finetune_seeds=repeats)
             new = {f"compare_run@{init}-{seed}-{repeats[-1]}"
                    for init in COMPARE_INITS for seed in (0, 1)}  # fmt: skip
+            new |= {f"finetune_budget@{seed}-{repeats[-1]}" for seed in (0, 1)}  # its budgets
             if repeats == [0, 1]:
                 assert would_run(project) == new | {"compare"}
                 run(project, "dvc", "repro")
@@ -396,7 +397,7 @@ def test_status_is_clean_and_second_repro_skips_every_stage(project):
 
 #: One stage of each kind that trains (tests/test_reproducibility.py runs ingest, patches,
 #: k-means and the seeded init twice at library level).
-EACH_KIND = ("autoencoder@0", "pictures@0", "simclr@0", "finetune", "finetune_budget",
+EACH_KIND = ("autoencoder@0", "pictures@0", "simclr@0", "finetune", "finetune_budget@1-0",
              "compare_run@kmeans-1-0")  # fmt: skip
 
 
